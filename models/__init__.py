@@ -1,0 +1,1 @@
+"""Shipped models (`<name>.safetensors` + `<name>.json` model card), installed as `vqzip.models`."""

@@ -1,0 +1,117 @@
+"""The vqzip command as a user runs it: outputs, overwrite rules, and one-line errors for bad input."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqzip import container
+
+
+def run(*args, cwd, input=None, **env_overrides):
+    env = {**os.environ, **env_overrides}
+    return subprocess.run([sys.executable, "-m", "vqzip", *map(str, args)], cwd=cwd, input=input,
+                          capture_output=True, env=env, timeout=300)
+
+
+def one_line_error(proc, code=1):
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    return lines[0]
+
+
+@pytest.fixture
+def work(tmp_path, tiny_env):
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((20, 30, 3)) * 255).astype(np.uint8)).save(tmp_path / "img.png")
+    return tmp_path
+
+
+def test_help_and_version(tmp_path):
+    assert run("--version", cwd=tmp_path).stdout.decode().startswith("vqzip ")
+    assert "encode" in run("--help", cwd=tmp_path).stdout.decode()
+
+
+def test_encode_decode_info_round_trip(work):
+    assert run("encode", "img.png", "-m", "tiny-rvq", "-q", cwd=work).returncode == 0
+    assert (work / "img.vqz").is_file()
+    proc = run("decode", "img.vqz", "-o", "back.png", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(work / "back.png").size == (30, 20)
+    info = run("info", "img.vqz", cwd=work).stdout.decode()
+    assert "tiny-rvq" in info and "30x20 RGB" in info and "checksum   ok" in info
+
+
+def test_decode_never_clobbers_the_original(work):
+    run("encode", "img.png", "-m", "tiny-rvq", cwd=work)
+    before = (work / "img.png").read_bytes()
+    line = one_line_error(run("decode", "img.vqz", cwd=work))
+    assert "img.png exists" in line and "-f" in line
+    assert (work / "img.png").read_bytes() == before
+    assert run("decode", "img.vqz", "-f", cwd=work).returncode == 0
+
+
+def test_stdin_to_stdout(work):
+    proc = run("encode", "-", "-m", "tiny-rvq", cwd=work, input=(work / "img.png").read_bytes())
+    assert proc.returncode == 0 and proc.stdout[:2] == container.MAGIC
+    back = run("decode", "-", cwd=work, input=proc.stdout)
+    assert back.returncode == 0 and back.stdout[:4] == b"\x89PNG"
+
+
+def test_many_inputs_to_a_folder(work):
+    for i in range(3):
+        Image.new("RGB", (8 + i, 8)).save(work / f"m{i}.png")
+    (work / "out").mkdir()
+    proc = run("encode", "m0.png", "m1.png", "m2.png", "-O", "out", "-m", "tiny-rvq", cwd=work)
+    assert proc.returncode == 0 and "encoded 3 files" in proc.stderr.decode()
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["m0.vqz", "m1.vqz", "m2.vqz"]
+
+
+def test_not_an_image(work):
+    (work / "notes.png").write_text("hello")
+    assert "not an image" in one_line_error(run("encode", "notes.png", "-m", "tiny-rvq", cwd=work))
+    assert not (work / "notes.vqz").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_vqz(work, damage):
+    run("encode", "img.png", "-m", "tiny-rvq", cwd=work)
+    data = bytearray((work / "img.vqz").read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0x10
+    (work / "bad.vqz").write_bytes(bytes(data))
+    line = one_line_error(run("decode", "bad.vqz", cwd=work))
+    assert "truncated" in line or "checksum" in line
+    assert not (work / "bad.png").exists()
+
+
+def test_model_not_installed(work):
+    run("encode", "img.png", "-m", "tiny-rvq", cwd=work)
+    line = one_line_error(run("decode", "img.vqz", "-o", "x.png", cwd=work, VQZIP_MODELS=str(work / "nowhere")))
+    assert "model id" in line and "not installed" in line
+    assert not (work / "x.png").exists()
+
+
+def test_absurd_dimensions(work):
+    big = container._varint(60000)
+    (work / "huge.vqz").write_bytes(b"VQ\x01\x12\x34" + big + big + b"\x08" + bytes(10))
+    assert "exceeds the limit" in one_line_error(run("decode", "huge.vqz", cwd=work))
+
+
+def test_unwritable_output(work):
+    line = one_line_error(run("encode", "img.png", "-m", "tiny-rvq", "-o", work / "no" / "such" / "dir.vqz", cwd=work))
+    assert "cannot write" in line
+    assert not list(work.glob("*.tmp")) and not list(work.glob(".*.tmp"))
+
+
+def test_usage_errors_exit_2(work):
+    assert run("encode", "img.png", "img.png", "-o", "x.vqz", cwd=work).returncode == 2
+    assert run("encode", cwd=work).returncode == 2

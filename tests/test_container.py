@@ -1,0 +1,74 @@
+"""The .vqz byte layout: round trip, overhead, and refusal of damaged or hostile files."""
+import pytest
+
+from vqzip import container
+from vqzip.errors import FormatError
+
+KEY = bytes(range(32))
+
+
+def header(**kw):
+    base = dict(model_id=0xBEEF, width=32, height=32, mode="RGB", quality=3)
+    return container.Header(**{**base, **kw})
+
+
+def test_round_trip_and_fixed_overhead_at_most_12_bytes():
+    data = container.build(header(), b"\x01\x02\x03", KEY)
+    f = container.parse(data, KEY)
+    assert f.header == header()
+    assert f.payload == b"\x01\x02\x03"
+    assert f.overhead == len(data) - 3 <= 12
+
+
+@pytest.mark.parametrize("mode", container.MODES)
+def test_modes_and_alpha_section(mode):
+    alpha = b"zz" if mode in ("LA", "RGBA") else b""
+    data = container.build(header(mode=mode, width=1, height=70000 // 2), b"pay", KEY, alpha)
+    f = container.parse(data, KEY)
+    assert (f.header.mode, f.alpha, f.payload) == (mode, alpha, b"pay")
+
+
+def test_trailing_zero_bytes_of_payload_are_dropped():
+    data = container.build(header(), b"\x05\x00\x00", KEY)
+    assert container.parse(data, KEY).payload == b"\x05"
+
+
+def test_every_single_bit_flip_is_detected():
+    data = container.build(header(), b"\x11\x22\x33\x44\x55", KEY)
+    for i in range(len(data) * 8):
+        broken = bytearray(data)
+        broken[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(FormatError):
+            container.parse(bytes(broken), KEY)
+
+
+def test_every_truncation_is_detected():
+    data = container.build(header(mode="RGBA"), b"\x11\x22\x33", KEY, b"alpha")
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            container.parse(data[:n], KEY)
+
+
+def test_another_models_digest_fails_the_checksum():
+    data = container.build(header(), b"\x01", KEY)
+    with pytest.raises(FormatError, match="checksum"):
+        container.parse(data, bytes(32))
+
+
+def test_not_a_vqz_file_and_future_version():
+    with pytest.raises(FormatError, match="not a .vqz"):
+        container.parse_header(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(FormatError, match="version 2"):
+        container.parse_header(b"VQ\x02" + bytes(10))
+
+
+def test_absurd_dimensions_refused_before_allocation():
+    # a hand-made header claiming 40000 x 40000 (1.6e9 pixels)
+    big = container._varint(40000)
+    raw = b"VQ\x01\x00\x01" + big + big + b"\x08" + bytes(8)
+    with pytest.raises(FormatError, match="exceeds the limit"):
+        container.parse_header(raw)
+    with pytest.raises(FormatError):
+        header(width=0)
+    with pytest.raises(FormatError):
+        header(width=container.MAX_SIDE + 1)

@@ -1,0 +1,65 @@
+"""Training: every quantizer trains a couple of steps, resume continues exactly, export writes a model."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vqzip.model import CodecConfig
+from vqzip.train import TrainConfig, export, train
+
+QUANTIZERS = {
+    "vq": {"codebook_size": 16},
+    "rvq": {"levels": 3, "codebook_size": 16},
+    "byte": {"levels": 256},
+    "simvq": {"codebook_size": 32},
+    "fsq": {"levels": [4, 3, 3]},
+    "lfq": {"bits": 4},
+}
+
+
+def images(n=256, seed=0):
+    return (np.random.default_rng(seed).random((n, 32, 32, 3)) * 255).astype(np.uint8)
+
+
+def config(kind="rvq", epochs=1):
+    return TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=1, device="cpu", warmup_steps=2,
+                       codec=CodecConfig(channels=8, latent_dim=8, quantizer=kind, quantizer_args=QUANTIZERS[kind]))
+
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+def test_two_steps_on_256_images(kind, tmp_path):
+    steps = []
+    model = train(images(), config(kind), tmp_path / "m.ckpt", on_step=steps.append)
+    assert len(steps) == 2 and all(np.isfinite(s["loss"]) for s in steps)
+    assert 0 < steps[-1]["utilisation"] <= 1
+    assert (tmp_path / "m.ckpt").is_file() and not model.training
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(images(), config(epochs=2), tmp_path / "a.ckpt")
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_second_epoch(s):
+        if s["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(images(), config(epochs=2), tmp_path / "b.ckpt", on_step=stop_in_second_epoch)
+    assert torch.load(tmp_path / "b.ckpt", weights_only=False)["epoch"] == 1
+    resumed = train(images(), config(epochs=2), tmp_path / "b.ckpt", resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_export_writes_weights_prior_and_measured_card(tmp_path, monkeypatch):
+    model = train(images(), config(), tmp_path / "m.ckpt")
+    card = export(model, images(64), tmp_path / "m", {"summary": "test"}, images(8, seed=1))
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved == card and (tmp_path / "m.safetensors").is_file()
+    rows = card["results"]["per_quality"]
+    assert [r["quality"] for r in rows] == [1, 2, 3]
+    assert all(r["bytes"] >= r["ideal_payload_bytes"] for r in rows)
+    assert rows[0]["bytes"] < rows[-1]["bytes"]

@@ -1,0 +1,227 @@
+"""The library interface: load a model, compress images to .vqz bytes, decompress them back.
+
+Nothing here prints; lossy input conversions are reported with `warnings.warn(..., VqzipWarning)`.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import container
+from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
+from .model import to_uint8, to_unit
+from .zoo import LoadedModel, available_models, find_by_id, load_model
+
+TILE = 128  # latent positions per tile side: bounds memory for any image size
+MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
+
+__all__ = ["Encoded", "available_models", "compress", "compress_images", "decode_batch", "decompress",
+           "decompress_images", "encode_batch", "load_model"]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes  # the whole .vqz file
+    ideal_bits: float  # -sum log2 p(token) under the model's prior: what a perfect coder would spend
+
+
+def _model(model: LoadedModel | str | os.PathLike | None) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model)
+
+
+def resolve_quality(m: LoadedModel, quality: int | None) -> int:
+    """The quality to use (the model's default for None); VqzipError when out of range."""
+    q = m.default_quality if quality is None else int(quality)
+    if not 1 <= q <= m.qualities:
+        raise VqzipError(f"quality {q} is outside 1..{m.qualities} for model {m.name}")
+    return q
+
+
+def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tuple[int, int],
+          in_scale: int, out_scale: int) -> torch.Tensor:
+    """Apply a fully convolutional `fn` tile by tile over a grid of (h, w) latent positions.
+
+    Each tile is computed with MARGIN positions of context and only its centre is kept, so the result
+    matches a whole-image pass while memory stays bounded. `x` has `in_scale` pixels per position,
+    the output `out_scale`.
+    """
+    h, w = grid
+    out: torch.Tensor | None = None
+    for y0 in range(0, h, TILE):
+        for x0 in range(0, w, TILE):
+            y1, x1 = min(y0 + TILE, h), min(x0 + TILE, w)
+            ya, xa, yb, xb = max(0, y0 - MARGIN), max(0, x0 - MARGIN), min(h, y1 + MARGIN), min(w, x1 + MARGIN)
+            part = fn(x[..., ya * in_scale: yb * in_scale, xa * in_scale: xb * in_scale])
+            s = out_scale
+            part = part[..., (y0 - ya) * s: (y1 - ya) * s, (x0 - xa) * s: (x1 - xa) * s]
+            if out is None:
+                out = part.new_empty(*part.shape[:-2], h * s, w * s)
+            out[..., y0 * s: y1 * s, x0 * s: x1 * s] = part
+    assert out is not None
+    return out
+
+
+@torch.no_grad()
+def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray:
+    """Tokens (N, L, h, w) of same-size RGB uint8 images (N, H, W, 3), padded to the stride."""
+    stride = m.codec.stride
+    n, height, width, _ = images.shape
+    h, w = -(-height // stride), -(-width // stride)
+    padded = np.pad(images, ((0, 0), (0, h * stride - height), (0, w * stride - width), (0, 0)), mode="edge")
+    x = torch.from_numpy(padded).permute(0, 3, 1, 2)  # uint8, converted per tile
+    fn = lambda t: m.codec.encode_tokens(to_unit(t.permute(0, 2, 3, 1)), quality)  # noqa: E731
+    return tiled(fn, x, (h, w), stride, 1).numpy()
+
+
+@torch.no_grad()
+def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int) -> np.ndarray:
+    """RGB uint8 images (N, height, width, 3) from tokens (N, L, h, w)."""
+    t = torch.from_numpy(tokens)
+    fn = lambda z: to_uint8(m.codec.decode_tokens(z)).permute(0, 3, 1, 2)  # noqa: E731
+    return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
+
+
+def _pack(tokens: np.ndarray, m: LoadedModel, width: int, height: int, mode: str, quality: int, alpha: bytes) -> Encoded:
+    payload, bits = m.prior.encode(tokens)
+    header = container.Header(m.model_id, width, height, mode, quality)
+    return Encoded(container.build(header, payload, m.digest, alpha), bits)
+
+
+def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None) -> list[Encoded]:
+    """Compress same-size RGB uint8 images (N, H, W, 3) in one network pass."""
+    m = _model(model)
+    q = resolve_quality(m, quality)
+    container.check_size(images.shape[2], images.shape[1])
+    tokens = image_tokens(images, m, q)
+    return [_pack(t, m, images.shape[2], images.shape[1], "RGB", q, b"") for t in tokens]
+
+
+def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
+    """(RGB array, original colour mode, compressed alpha) of any Pillow image, warning on lossy steps."""
+    if img.mode == "P":
+        has_alpha = "transparency" in img.info
+        warnings.warn(f"palette image converted to {'RGBA' if has_alpha else 'RGB'}", VqzipWarning, stacklevel=3)
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    elif img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        warnings.warn(f"{img.mode} (16-bit or float) image reduced to 8-bit greyscale", VqzipWarning, stacklevel=3)
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 / 65535.0 if arr.max() > 255 else 1.0
+        img = Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "PA":
+        img = img.convert("RGBA")
+    elif img.mode not in container.MODES:
+        warnings.warn(f"{img.mode} image converted to RGB", VqzipWarning, stacklevel=3)
+        img = img.convert("RGB")
+    mode, alpha = img.mode, b""
+    if mode in ("LA", "RGBA"):
+        a = np.asarray(img.getchannel("A"))
+        alpha = b"" if (a == 255).all() else zlib.compress(a.tobytes(), 9)
+    return np.asarray(img.convert("RGB")), mode, alpha
+
+
+def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
+                    quality: int | None = None, batch: int = 64) -> list[Encoded]:
+    """Compress Pillow images of any modes and sizes; same-size images share network passes."""
+    m = _model(model)
+    q = resolve_quality(m, quality)
+    prepared = [_prepare(img) for img in images]
+    for rgb, _, _ in prepared:
+        container.check_size(rgb.shape[1], rgb.shape[0])
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, (rgb, _, _) in enumerate(prepared):
+        groups[rgb.shape[:2]].append(i)
+    out: list[Encoded | None] = [None] * len(images)
+    for (height, width), idx in groups.items():
+        for start in range(0, len(idx), batch):
+            chunk = idx[start: start + batch]
+            tokens = image_tokens(np.stack([prepared[i][0] for i in chunk]), m, q)
+            for i, t in zip(chunk, tokens):
+                out[i] = _pack(t, m, width, height, prepared[i][1], q, prepared[i][2])
+    return out  # type: ignore[return-value]
+
+
+def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None) -> bytes:
+    """One image (Pillow, or uint8 array H x W [x 1|3|4]) -> .vqz bytes."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image)
+    return compress_images([image], model, quality)[0].data
+
+
+def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFile, LoadedModel]:
+    header, _ = container.parse_header(data)
+    m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
+    if m.model_id != header.model_id:
+        raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
+    f = container.parse(data, m.digest)
+    if f.header.quality > m.qualities:
+        raise FormatError(f"quality {f.header.quality} does not exist in model {m.name}")
+    return f, m
+
+
+def _alpha(f: container.VqzFile) -> np.ndarray | None:
+    h = f.header
+    if not h.has_alpha:
+        return None
+    if not f.alpha:
+        return np.full((h.height, h.width), 255, np.uint8)
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(f.alpha, h.width * h.height + 1)
+    except zlib.error:
+        raise FormatError("alpha section is corrupt") from None
+    if len(raw) != h.width * h.height:
+        raise FormatError("alpha section has the wrong size")
+    return np.frombuffer(raw, np.uint8).reshape(h.height, h.width)
+
+
+def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarray]:
+    """RGB arrays for parsed files; files of one model, size and quality share network passes."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, (f, m) in enumerate(files):
+        groups[(m.path, f.header.width, f.header.height, f.header.quality)].append(i)
+    out: list[np.ndarray | None] = [None] * len(files)
+    for (_, width, height, quality), idx in groups.items():
+        m = files[idx[0]][1]
+        stride, levels = m.codec.stride, m.codec.levels_for(quality)
+        h, w = -(-height // stride), -(-width // stride)
+        tokens = np.stack([m.prior.decode(files[i][0].payload, levels, h, w) for i in idx])
+        for i, img in zip(idx, token_images(tokens, m, height, width)):
+            out[i] = img
+    return out  # type: ignore[return-value]
+
+
+def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> list[np.ndarray]:
+    """.vqz files -> RGB uint8 arrays (H, W, 3), whatever their stored colour mode."""
+    return _decode([_open(d, model) for d in datas])
+
+
+def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None) -> list[Image.Image]:
+    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA)."""
+    files = [_open(d, model) for d in datas]
+    images = []
+    for (f, _), rgb in zip(files, _decode(files)):
+        img = Image.fromarray(rgb, "RGB")
+        mode = f.header.mode
+        if mode in ("L", "LA"):
+            img = img.convert("L")
+        alpha = _alpha(f)
+        if alpha is not None:
+            img = img.convert(mode)
+            img.putalpha(Image.fromarray(alpha, "L"))
+        images.append(img)
+    return images
+
+
+def decompress(data: bytes, model: LoadedModel | str | None = None) -> Image.Image:
+    """.vqz bytes -> Pillow image."""
+    return decompress_images([data], model)[0]

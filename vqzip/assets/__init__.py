@@ -1,0 +1,1 @@
+"""Small files shipped with the package (the demo's sample image)."""

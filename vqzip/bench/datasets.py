@@ -1,0 +1,79 @@
+"""The images a benchmark runs on: CIFAR-10 test set, the Kodak suite, or any folder of images."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqzip.data import DataNotFound, candidate_roots, load_cifar10
+
+# An image set: one (N, H, W, 3) uint8 array when all images share a size, else a list of (H, W, 3) arrays.
+Images = np.ndarray | list[np.ndarray]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    exts = {e.lower() for e in Image.registered_extensions()}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as e:  # noqa: BLE001 - any decoder error is bad input
+        raise ValueError(f"cannot read image {path}: {e}") from None
+
+
+def _stack_if_uniform(images: list[np.ndarray]) -> Images:
+    if len({im.shape for im in images}) == 1:
+        return np.stack(images)
+    return images
+
+
+def load_folder(folder: Path, limit: int | None = None) -> Images:
+    """Every image file directly in `folder` (sorted by name), converted to RGB."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    files = _image_files(folder)
+    if not files:
+        raise ValueError(f"no image files in {folder}")
+    return _stack_if_uniform([_read_rgb(p) for p in files[:limit]])
+
+
+def find_kodak(data: str | os.PathLike | None = None) -> Path:
+    """The folder holding kodim01..24.png: `kodak/` under --data, $VQZIP_DATA or the cache (or the root itself)."""
+    for root in candidate_roots(data):
+        for d in (root / "kodak", root):
+            if d.is_dir() and any(d.glob("kodim*.png")):
+                return d
+    raise DataNotFound("Kodak images (kodak/kodim01..24.png) not found; pass --data DIR or set VQZIP_DATA")
+
+
+def load_kodak(data: str | os.PathLike | None = None, limit: int | None = None) -> Images:
+    d = find_kodak(data)
+    return _stack_if_uniform([_read_rgb(p) for p in sorted(d.glob("kodim*.png"))[:limit]])
+
+
+def load_target(target: str, data: Path | None, limit: int | None) -> tuple[str, Images]:
+    """('cifar10' | 'kodak' | folder) -> (dataset description, images)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if target == "cifar10":
+        images, _ = load_cifar10("test", data)
+        return "cifar10 (test split)", images[:limit]
+    if target == "kodak":
+        return "kodak", load_kodak(data, limit)
+    folder = Path(target)
+    if folder.is_dir():
+        return f"folder {folder}", load_folder(folder, limit)
+    raise ValueError(f"unknown benchmark target {target!r}: expected 'cifar10', 'kodak' or a folder of images")
+
+
+def count(images: Images) -> int:
+    return len(images)
+
+
+def pixels(images: Images) -> list[int]:
+    return [int(im.shape[0] * im.shape[1]) for im in images]

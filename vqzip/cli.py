@@ -1,0 +1,521 @@
+"""The `vqzip` command: argument parsing, file naming, overwrite rules, exit codes, rich output.
+
+Codec logic lives in vqzip.api; heavy modules (torch) are imported inside the commands that need them,
+so `vqzip --help` and `vqzip --version` answer at once.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import VqzipError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress images into .vqz files with a learned discrete-token codec, and back.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+STDIO = "-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class Failure(Exception):
+    """A per-file failure: reported as one line, the run goes on, the exit code becomes 1."""
+
+
+def _error(message: object) -> None:
+    """One line on stderr, never wrapped (scripts grep it), markup in the message left alone."""
+    err.print("[bold red]error:[/] ", end="")
+    err.print(str(message), markup=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _error(message)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vqzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit.")) -> None:
+    """vqzip: learned image compression."""
+
+
+# --- file helpers ----------------------------------------------------------------------------------
+
+def _read(path: str) -> bytes:
+    if path == STDIO:
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise Failure(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise Failure(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _refuse_clobber(target: Path | str, force: bool) -> None:
+    if str(target) != STDIO and Path(target).exists() and not force:
+        raise Failure(f"{target} exists; use -f to overwrite it, or -o to choose another name")
+
+
+def _write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write via a temporary file in the same folder, then rename: never a half-written or clobbered file."""
+    _refuse_clobber(path, force)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise Failure(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _emit(target: Path | str, data: bytes, force: bool) -> None:
+    if str(target) == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        _write_atomic(Path(target), data, force)
+
+
+def _targets(inputs: List[str], output: Optional[str], out_dir: Optional[Path], suffix: str) -> list[Path | str]:
+    """Where each input's result goes: -o for one input, -O DIR for many, else beside the input."""
+    if output and len(inputs) > 1:
+        _fail("-o names one output; use -O DIR for several inputs", 2)
+    if output and out_dir:
+        _fail("use either -o or -O, not both", 2)
+    if out_dir and not out_dir.is_dir():
+        _fail(f"{out_dir} is not a folder", 2)
+    if output:
+        return [output if output == STDIO else Path(output)]
+    result: list[Path | str] = []
+    for name in inputs:
+        if name == STDIO:
+            result.append(STDIO if out_dir is None else out_dir / f"stdin{suffix}")
+            continue
+        p = Path(name)
+        result.append((out_dir or p.parent) / (p.stem + suffix))
+    if len(set(map(str, result))) < len(result):
+        _fail("two inputs would write the same output file; use -O DIR or rename them", 2)
+    return result
+
+
+@contextmanager
+def _reporting(quiet: bool) -> Iterator[None]:
+    """Show the library's conversion warnings as yellow one-liners (unless quiet)."""
+    from .errors import VqzipWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VqzipWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, VqzipWarning) and not quiet:
+            err.print(f"[yellow]warning:[/] {w.message}")
+
+
+def _progress(quiet: bool, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, disable=quiet or total < 2, transient=True)
+
+
+def _summary(verb: str, n: int, failed: int, bytes_in: int, bytes_out: int, quiet: bool) -> None:
+    if quiet or n == 0:
+        return
+    ratio = f"{bytes_in / bytes_out:.1f}x" if bytes_out else "-"
+    err.print(f"{verb} {n} file{'s' * (n != 1)}" + (f", {failed} failed" if failed else "") +
+              f": {bytes_in:,} bytes in, {bytes_out:,} bytes out ({ratio})")
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+Inputs = typer.Argument(..., help="Input files; '-' reads standard input.", show_default=False)
+Force = typer.Option(False, "-f", "--force", help="Overwrite existing output files.")
+Quiet = typer.Option(False, "-q", "--quiet", help="Print errors only.")
+Verbose = typer.Option(False, "-v", "--verbose", help="Print one line per file.")
+OutDir = typer.Option(None, "-O", "--out-dir", help="Folder for the outputs of many inputs.")
+
+
+@app.command()
+def encode(
+    inputs: List[str] = Inputs,
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file for a single input ('-' = stdout)."),
+    out_dir: Optional[Path] = OutDir,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or path (default: the shipped default)."),
+    quality: Optional[int] = typer.Option(None, "--quality", "-Q", help="Quality level, 1 = smallest file (default: the model's middle)."),
+    batch: int = typer.Option(64, "--batch", help="Images per network pass.", min=1),
+    force: bool = Force, quiet: bool = Quiet, verbose: bool = Verbose,
+) -> None:
+    """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from . import api
+    from .container import check_size
+
+    targets = _targets(inputs, output, out_dir, ".vqz")
+    try:
+        m = api.load_model(model)
+        api.resolve_quality(m, quality)
+    except VqzipError as exc:
+        _fail(str(exc))
+    failed = bytes_in = bytes_out = done = 0
+    with _reporting(quiet), _progress(quiet, len(inputs)) as bar:
+        task = bar.add_task("encoding", total=len(inputs))
+        for start in range(0, len(inputs), batch):
+            chunk = list(range(start, min(start + batch, len(inputs))))
+            images, ok = [], []
+            for i in chunk:
+                try:
+                    data = _read(inputs[i])
+                    _refuse_clobber(targets[i], force)  # before the work, not only at the write
+                    img = Image.open(io.BytesIO(data))
+                    img.load()
+                    check_size(img.width, img.height)
+                    images.append((img, len(data)))
+                    ok.append(i)
+                except UnidentifiedImageError:
+                    failed += 1
+                    _error(f"{inputs[i]}: not an image Pillow can read")
+                except Failure as exc:
+                    failed += 1
+                    _error(exc)
+                except (VqzipError, OSError, Image.DecompressionBombError, ValueError) as exc:
+                    failed += 1
+                    _error(f"{inputs[i]}: {exc}")
+            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch)
+            for i, (img, size), enc in zip(ok, images, encoded):
+                try:
+                    _emit(targets[i], enc.data, force)
+                except Failure as exc:
+                    failed += 1
+                    _error(exc)
+                    continue
+                done += 1
+                bytes_in, bytes_out = bytes_in + size, bytes_out + len(enc.data)
+                if verbose:
+                    err.print(f"{inputs[i]} -> {targets[i]}: {size:,} -> {len(enc.data):,} bytes "
+                              f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp)")
+            bar.advance(task, len(chunk))
+    _summary("encoded", done, failed, bytes_in, bytes_out, quiet)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def decode(
+    inputs: List[str] = Inputs,
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file for a single input; its extension picks the format ('-' = PNG to stdout)."),
+    out_dir: Optional[Path] = OutDir,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Decode with this model (default: the one the file names)."),
+    force: bool = Force, quiet: bool = Quiet, verbose: bool = Verbose,
+) -> None:
+    """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
+    from PIL import Image
+
+    from . import api
+
+    targets = _targets(inputs, output, out_dir, ".png")
+    failed = bytes_in = bytes_out = done = 0
+    with _reporting(quiet), _progress(quiet, len(inputs)) as bar:
+        task = bar.add_task("decoding", total=len(inputs))
+        for name, target in zip(inputs, targets):
+            try:
+                data = _read(name)
+                _refuse_clobber(target, force)
+                img = api.decompress(data, model)
+                fmt = "PNG" if str(target) == STDIO else Image.registered_extensions().get(Path(target).suffix.lower())
+                if fmt is None:
+                    raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
+                buf = io.BytesIO()
+                try:
+                    (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
+                _emit(target, buf.getvalue(), force)
+            except (Failure, VqzipError) as exc:
+                failed += 1
+                _error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
+            else:
+                done += 1
+                bytes_in, bytes_out = bytes_in + len(data), bytes_out + buf.tell()
+                if verbose:
+                    err.print(f"{name} -> {target}: {img.width}x{img.height} {img.mode}")
+            bar.advance(task)
+    _summary("decoded", done, failed, bytes_in, bytes_out, quiet)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(inputs: List[str] = Inputs) -> None:
+    """Show what a .vqz file holds: model, size, mode, quality, bytes and bits per pixel."""
+    from . import container, zoo
+    from .errors import ModelNotFound
+
+    failed = 0
+    for name in inputs:
+        try:
+            data = _read(name)
+            header, _ = container.parse_header(data)
+            try:
+                path = zoo.find_by_id(header.model_id)
+                f = container.parse(data, zoo.digest(path))
+                model, check, payload = path.name[: -len(zoo.SUFFIX)], "ok", len(f.payload)
+                overhead = f.overhead
+            except ModelNotFound:
+                model, check, payload, overhead = "not installed", "not checked (needs the model)", None, None
+        except (Failure, VqzipError) as exc:
+            failed += 1
+            _error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
+            continue
+        pixels = header.width * header.height
+        out.print(f"[bold]{name}[/]")
+        out.print(f"  model      {model} (id {header.model_id:04x})")
+        out.print(f"  image      {header.width}x{header.height} {header.mode}, quality {header.quality}")
+        out.print(f"  bytes      {len(data):,} total" + (f" = {overhead} header/alpha/checksum + {payload:,} payload" if payload is not None else ""))
+        out.print(f"  bits/pixel {8 * len(data) / pixels:.4f}")
+        out.print(f"  checksum   {check}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """List the installed models with their measured bits and PSNR per quality."""
+    from rich.table import Table
+
+    from . import zoo
+
+    names = zoo.available_models()
+    if not names:
+        _fail("no models installed")
+    for name in names:
+        path = zoo.resolve(name)
+        card = zoo.read_card(path)
+        title = f"{name}  (id {zoo.model_id(path):04x}, {card.get('quantizer', '?')}, {card.get('summary', '')})"
+        table = Table(title=title, title_justify="left")
+        for col in ("quality", "levels", "bytes/image", "bits/pixel", "PSNR dB"):
+            table.add_column(col, justify="right")
+        for row in card.get("results", {}).get("per_quality", []):
+            table.add_row(str(row["quality"]), str(row["levels"]), f"{row['bytes']:.1f}", f"{row['bpp']:.3f}", f"{row['psnr']:.2f}")
+        out.print(table)
+        if card.get("results"):
+            out.print(f"  measured on {card['results'].get('dataset', '?')}; default quality {card.get('default_quality', '?')}")
+
+
+def _names(value: Optional[str]) -> Optional[list[str]]:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def bench(
+    target: str = typer.Argument(..., help="'cifar10' (the 10,000 test images), 'kodak', or a folder of images."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N images."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated vqzip models (default: all installed)."),
+    codecs: Optional[str] = typer.Option(None, "--codecs", help="Comma-separated references: png,jpeg,webp,avif,jxl (default: all)."),
+    out_dir: Path = typer.Option(Path("bench-results"), "--out", help="Folder for results.json and rd.png."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder holding cifar10/ or kodak/ (default: $VQZIP_DATA, the cache)."),
+    quiet: bool = Quiet,
+) -> None:
+    """Bits per image and PSNR of every vqzip model and quality against PNG, JPEG, WebP, AVIF and JPEG XL."""
+    from .bench import run_bench
+    from .data import DataNotFound
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        run_bench(target, limit=limit, models=_names(models), codecs=_names(codecs), out=out_dir, data=data,
+                  quiet=quiet, command="vqzip " + " ".join(sys.argv[1:]))
+    except (DataNotFound, ValueError, VqzipError, OSError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("vqzip-demo"), "--out", help="Folder for the demo's files."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or path."),
+    cifar: int = typer.Option(1000, "--cifar", min=0, help="CIFAR-10 test images to benchmark (0 skips; needs the data or a network)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder holding CIFAR-10."),
+    force: bool = Force,
+) -> None:
+    """Show what vqzip does, offline: the built-in sample photo at every quality against JPEG and WebP,
+    then (when CIFAR-10 is at hand or downloadable) a short benchmark."""
+    import io as _io
+    from importlib import resources
+
+    import numpy as np
+    from PIL import Image
+    from rich.table import Table
+
+    from . import api
+    from .bench.codecs import REFERENCE, decode_image
+    from .bench.metrics import psnr
+
+    try:
+        m = api.load_model(model)
+    except VqzipError as exc:
+        _fail(str(exc))
+    sample = Image.open(_io.BytesIO(resources.files("vqzip.assets").joinpath("sample.png").read_bytes())).convert("RGB")
+    pixels = np.asarray(sample)
+    table = Table(title=f"built-in sample, {sample.width}x{sample.height} (model {m.name}); "
+                        "reference sizes are the smallest file reaching at least vqzip's PSNR", title_justify="left")
+    for col in ("quality", "vqzip bytes", "PSNR dB", "jpeg-420 bytes", "webp bytes"):
+        table.add_column(col, justify="right")
+
+    def matched(codec: str, target: float) -> str:
+        best = None
+        for q in range(1, 101):
+            data_ = REFERENCE[codec].encode(pixels, q)
+            if psnr(pixels, decode_image(data_)) >= target and (best is None or len(data_) < best):
+                best = len(data_)
+        return f"{best:,}" if best is not None else "not reached"
+
+    for q in range(1, m.qualities + 1):
+        data_ = api.compress(sample, m, q)
+        score = psnr(pixels, np.asarray(api.decompress(data_).convert("RGB")))
+        table.add_row(str(q), f"{len(data_):,}", f"{score:.2f}", matched("jpeg-420", score), matched("webp", score))
+    out.print(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    default = api.compress(sample, m)
+    try:
+        _write_atomic(out_dir / "sample.png", resources.files("vqzip.assets").joinpath("sample.png").read_bytes(), force)
+        _write_atomic(out_dir / "sample.vqz", default, force)
+        buf = _io.BytesIO()
+        api.decompress(default).save(buf, "PNG")
+        _write_atomic(out_dir / "sample-decoded.png", buf.getvalue(), force)
+    except Failure as exc:
+        _fail(str(exc))
+    out.print(f"wrote {out_dir}/sample.png, sample.vqz ({len(default):,} bytes, quality {m.default_quality}) "
+              f"and sample-decoded.png; try: vqzip info {out_dir}/sample.vqz")
+    if cifar:
+        from .bench import run_bench
+        from .data import DataNotFound, load_cifar10
+
+        try:
+            load_cifar10("test", data, download=True)
+        except (DataNotFound, OSError, ValueError) as exc:
+            out.print(f"CIFAR-10 benchmark skipped: {str(exc).splitlines()[0]}")
+            return
+        run_bench("cifar10", limit=cifar, models=[m.name], codecs=["png", "jpeg", "webp"], out=out_dir / "cifar10", data=data)
+
+
+def _quantizer_args(kind: str, codebook_size: int, levels: int, fsq_levels: str, lfq_bits: int) -> dict:
+    """The CLI's few shape options, mapped onto each quantizer's own constructor arguments."""
+    if kind == "rvq":
+        return {"levels": levels, "codebook_size": codebook_size}
+    if kind in ("vq", "simvq"):
+        return {"codebook_size": codebook_size}
+    if kind == "byte":
+        return {"levels": codebook_size}
+    if kind == "fsq":
+        return {"levels": [int(v) for v in fsq_levels.split(",")]}
+    if kind == "lfq":
+        return {"bits": lfq_bits}
+    _fail(f"unknown quantizer {kind!r}; choose rvq, vq, byte, simvq, fsq or lfq", 2)
+    return {}
+
+
+@app.command()
+def train(
+    dataset: str = typer.Argument(..., help="'cifar10', or a folder of photos (trained on random crops)."),
+    out: Path = typer.Option(..., "--out", help="Output stem: writes OUT.safetensors, OUT.json (and OUT.ckpt while training)."),
+    quantizer: str = typer.Option("rvq", "--quantizer", help="rvq, vq, byte, simvq, fsq or lfq."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    lr: float = typer.Option(2e-3, "--lr"),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder holding CIFAR-10 (default: $VQZIP_DATA, the cache, or download)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Train on the first N images only."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt."),
+    seed: int = typer.Option(0, "--seed"),
+    channels: int = typer.Option(48, "--channels", help="Network width."),
+    latent_dim: int = typer.Option(64, "--latent-dim"),
+    downsamples: int = typer.Option(2, "--downsamples", help="Latent grid = image / 2**downsamples."),
+    codebook_size: int = typer.Option(256, "--codebook-size", help="Codebook size (vq, rvq, simvq) or K (byte)."),
+    levels: int = typer.Option(10, "--levels", help="RVQ levels (= quality levels)."),
+    fsq_levels: str = typer.Option("8,5,5,5", "--fsq-levels"),
+    lfq_bits: int = typer.Option(10, "--lfq-bits"),
+    crop: int = typer.Option(64, "--crop", help="Crop size for photo folders."),
+    crops: int = typer.Option(20000, "--crops", help="Random crops per epoch for photo folders."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Measure test-set bytes and PSNR into the model card."),
+) -> None:
+    """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card)."""
+    import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import data as datasets
+    from .model import CodecConfig
+    from .train import TrainConfig, export, train as run_training
+
+    qargs = _quantizer_args(quantizer, codebook_size, levels, fsq_levels, lfq_bits)
+    try:
+        if dataset == "cifar10":
+            train_images, _ = datasets.load_cifar10("train", data, download=True)
+            test_images, _ = datasets.load_cifar10("test", data, download=True)
+            source, test_source = "CIFAR-10 train (50,000 images)", "CIFAR-10 test (10,000 images)"
+        elif Path(dataset).is_dir():
+            photos = datasets.load_image_folder(Path(dataset))
+            rng = np.random.default_rng(seed)
+            train_images = datasets.random_crops(photos, crop, crops, rng)
+            test_images, source, test_source = None, f"random {crop}x{crop} crops of {dataset}", None
+        else:
+            _fail(f"{dataset}: not 'cifar10' and not a folder", 2)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit,
+                      codec=CodecConfig(channels=channels, downsamples=downsamples, latent_dim=latent_dim,
+                                        quantizer=quantizer, quantizer_args=qargs))
+    columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+               TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.4f} PSNR {task.fields[psnr]:.2f} dB "
+                          "util {task.fields[util]:.2f} {task.fields[ips]:.0f} img/s"), TimeElapsedColumn()]
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("train", total=1, epoch=0, epochs=epochs, loss=0.0, psnr=0.0, util=0.0, ips=0.0)
+
+        def on_step(s: dict) -> None:
+            bar.update(task, completed=s["step"], total=s["steps"], epoch=s["epoch"], loss=s["loss"], psnr=s["psnr"],
+                       util=s["utilisation"], ips=s["images_per_s"])
+
+        try:
+            model = run_training(train_images, cfg, out.with_suffix(".ckpt"), resume=resume, on_step=on_step)
+        except RuntimeError as exc:
+            _fail(str(exc))
+    if int(__import__("os").environ.get("RANK", "0")) != 0:
+        return
+    card = {"summary": f"{quantizer} on {source}", "data": source, "test_data": test_source, "epochs": epochs,
+            "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit,
+            "command": "vqzip " + " ".join(sys.argv[1:])}
+    err.print("fitting the prior and measuring the model...")
+    card = export(model, train_images[:limit] if limit else train_images, out, card, test_images if evaluate else None)
+    err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

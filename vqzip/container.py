@@ -1,0 +1,135 @@
+"""The .vqz byte layout, version 1 (docs/format.md): build, parse, validate. Knows nothing of torch.
+
+Every length and size is checked before anything is allocated from it, so a hostile header cannot
+make the decoder reserve gigabytes.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from .errors import FormatError
+
+MAGIC = b"VQ"
+VERSION = 1
+MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
+MAX_SIDE = 1 << 16
+MAX_PIXELS = 1 << 28  # 268 megapixels
+MAX_QUALITY = 64
+CRC_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: int  # 16 bits: first two bytes of the SHA-256 of the model's weights file
+    width: int
+    height: int
+    mode: str  # one of MODES
+    quality: int  # 1..64
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.model_id < 1 << 16:
+            raise FormatError(f"model id {self.model_id} does not fit 16 bits")
+        check_size(self.width, self.height)
+        if self.mode not in MODES:
+            raise FormatError(f"unsupported colour mode {self.mode!r}")
+        if not 1 <= self.quality <= MAX_QUALITY:
+            raise FormatError(f"quality {self.quality} outside 1..{MAX_QUALITY}")
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.mode in ("LA", "RGBA")
+
+
+@dataclass(frozen=True)
+class VqzFile:
+    header: Header
+    alpha: bytes  # zlib-compressed alpha plane; b"" = fully opaque (or no alpha)
+    payload: bytes  # range-coded tokens, trailing zero bytes removed
+    size: int  # total bytes of the file
+
+    @property
+    def overhead(self) -> int:
+        """Everything but the payload: header, alpha section and checksum."""
+        return self.size - len(self.payload)
+
+
+def check_size(width: int, height: int) -> None:
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise FormatError(f"image size {width}x{height} outside 1..{MAX_SIDE} per side")
+    if width * height > MAX_PIXELS:
+        raise FormatError(f"image of {width * height} pixels exceeds the limit of {MAX_PIXELS}")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int, max_bytes: int = 4) -> tuple[int, int]:
+    value = 0
+    for i in range(max_bytes):
+        if pos + i >= len(data):
+            raise FormatError("file is truncated (inside the header)")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise FormatError("malformed header (varint too long)")
+
+
+def _crc(body: bytes, key: bytes) -> int:
+    """CRC-32 of the file body, seeded with the model's digest: a file only checks out with its model."""
+    return zlib.crc32(body, zlib.crc32(key))
+
+
+def build(header: Header, payload: bytes, key: bytes, alpha: bytes = b"") -> bytes:
+    """Serialize a .vqz file. `key` is the model's full SHA-256 digest (see _crc)."""
+    flags = MODES.index(header.mode) | (header.quality - 1) << 2
+    parts = [MAGIC, bytes([VERSION]), header.model_id.to_bytes(2, "big"),
+             _varint(header.width), _varint(header.height), bytes([flags])]
+    if header.has_alpha:
+        parts += [_varint(len(alpha)), alpha]
+    elif alpha:
+        raise ValueError("alpha data given for a mode without alpha")
+    body = b"".join(parts) + payload.rstrip(b"\0")
+    return body + _crc(body, key).to_bytes(CRC_BYTES, "big")
+
+
+def parse_header(data: bytes) -> tuple[Header, int]:
+    """Read and validate the fixed header; returns it and the offset just past it. No checksum yet:
+    that needs the model (see parse)."""
+    if len(data) < len(MAGIC) + 1 or data[:2] != MAGIC:
+        raise FormatError("not a .vqz file (bad magic bytes)")
+    if data[2] != VERSION:
+        raise FormatError(f".vqz version {data[2]} is not supported (this vqzip reads version {VERSION}); upgrade vqzip")
+    if len(data) < 6:
+        raise FormatError("file is truncated (inside the header)")
+    model_id = int.from_bytes(data[3:5], "big")
+    width, pos = _read_varint(data, 5, 3)
+    height, pos = _read_varint(data, pos, 3)
+    if pos >= len(data):
+        raise FormatError("file is truncated (inside the header)")
+    flags = data[pos]
+    return Header(model_id, width, height, MODES[flags & 3], (flags >> 2) + 1), pos + 1
+
+
+def parse(data: bytes, key: bytes) -> VqzFile:
+    """Parse and verify a whole file against the model digest `key`."""
+    header, pos = parse_header(data)
+    if len(data) < pos + CRC_BYTES:
+        raise FormatError("file is truncated (no checksum)")
+    body, crc = data[:-CRC_BYTES], int.from_bytes(data[-CRC_BYTES:], "big")
+    if _crc(body, key) != crc:
+        raise FormatError("checksum mismatch: the file is damaged, or was made by another model with the same id")
+    alpha = b""
+    if header.has_alpha:
+        n, pos = _read_varint(body, pos, 5)
+        if pos + n > len(body):
+            raise FormatError("file is truncated (inside the alpha section)")
+        alpha, pos = body[pos: pos + n], pos + n
+    return VqzFile(header, alpha, body[pos:], len(data))

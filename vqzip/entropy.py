@@ -1,0 +1,73 @@
+"""Range coding of token sequences with constriction, driven by integer frequency tables.
+
+Tables are integers so that encoder and decoder build bit-identical models on any machine: the float64
+view of an integer array is exact, and constriction's (non-"perfect") quantization of it is
+deterministic. Tables are either one row shared by every symbol, or one row per symbol.
+"""
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+cmodel = constriction.stream.model  # a Rust extension: its submodules are attributes, not importable
+queue = constriction.stream.queue
+
+from .errors import FormatError
+
+_FAMILY = cmodel.Categorical(perfect=False)
+
+
+def _probabilities(freq: np.ndarray) -> np.ndarray:
+    if freq.dtype.kind not in "iu" or (freq <= 0).any():
+        raise ValueError("frequency tables must be positive integers")
+    return np.ascontiguousarray(freq, dtype=np.float64)
+
+
+class TokenEncoder:
+    def __init__(self) -> None:
+        self._coder = queue.RangeEncoder()
+
+    def encode(self, symbols: np.ndarray, freq: np.ndarray) -> None:
+        """Append `symbols` (1-D ints) coded with `freq`: shape (K,) shared or (len(symbols), K)."""
+        symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
+        if symbols.size == 0:
+            return
+        if freq.ndim == 1:
+            self._coder.encode(symbols, cmodel.Categorical(_probabilities(freq), perfect=False))
+        else:
+            self._coder.encode(symbols, _FAMILY, _probabilities(freq))
+
+    def finish(self) -> bytes:
+        """The payload: little-endian 32-bit words, trailing zero bytes dropped (the decoder reads
+        zeros past the end, so they carry no information)."""
+        return self._coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+class TokenDecoder:
+    def __init__(self, payload: bytes) -> None:
+        padded = payload + b"\0" * (-len(payload) % 4)
+        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+        self._coder = queue.RangeDecoder(words)
+
+    def decode(self, count: int, freq: np.ndarray) -> np.ndarray:
+        """The next `count` symbols under `freq` (as in TokenEncoder.encode)."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            if freq.ndim == 1:
+                out = self._coder.decode(cmodel.Categorical(_probabilities(freq), perfect=False), count)
+            else:
+                out = self._coder.decode(_FAMILY, _probabilities(freq))
+        except Exception as exc:  # constriction raises on exhausted or inconsistent data
+            raise FormatError(f"payload cannot be decoded ({exc})") from None
+        return np.asarray(out, dtype=np.int64)
+
+
+def ideal_bits(symbols: np.ndarray, freq: np.ndarray) -> float:
+    """-sum log2 p(symbol) under integer tables (shared (K,) or per symbol (n, K)): the size a perfect
+    coder would reach, against which the real payload is measured."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    f = freq.astype(np.float64)
+    if f.ndim == 1:
+        return float(-np.log2(f[symbols] / f.sum()).sum())
+    return float(-np.log2(f[np.arange(len(symbols)), symbols] / f.sum(1)).sum())

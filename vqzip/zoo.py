@@ -1,0 +1,154 @@
+"""Finding and loading models: by name, by path, or by the 16-bit id a .vqz file carries.
+
+A model is `<name>.safetensors` (weights, integer prior tables, config in the metadata; no pickle) plus
+`<name>.json`, its model card. The model id is the first two bytes of the SHA-256 of the weights file,
+so any change of weights or tables makes a new id.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelNotFound
+
+DEFAULT_MODEL = "cifar10-rvq"
+SUFFIX = ".safetensors"
+
+
+def model_dirs() -> list[Path]:
+    """$VQZIP_MODELS (os.pathsep-separated), then the models installed with the package, then the
+    source tree's models/ (running from a checkout)."""
+    dirs = [Path(p) for p in os.environ.get("VQZIP_MODELS", "").split(os.pathsep) if p]
+    try:
+        dirs.append(Path(str(resources.files("vqzip.models"))))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
+def available_models() -> list[str]:
+    names: list[str] = []
+    for d in model_dirs():
+        names += [p.name[: -len(SUFFIX)] for p in sorted(d.glob(f"*{SUFFIX}")) if p.name[: -len(SUFFIX)] not in names]
+    return names
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Path:
+    """The weights file of a model given by name or by path (with or without the suffix)."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    candidates = [Path(name), Path(name + SUFFIX)] if (os.sep in name or name.endswith(SUFFIX)) else []
+    candidates += [d / (name + SUFFIX) for d in model_dirs()]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    raise ModelNotFound(f"model {name!r} not found; available: {', '.join(available_models()) or 'none'}")
+
+
+@lru_cache(maxsize=None)
+def digest(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
+
+
+def model_id(path: Path) -> int:
+    return int.from_bytes(digest(path)[:2], "big")
+
+
+def find_by_id(mid: int) -> Path:
+    """The installed model whose id is `mid`; the error names the id so the user can find it."""
+    for d in model_dirs():
+        for p in sorted(d.glob(f"*{SUFFIX}")):
+            if model_id(p.resolve()) == mid:
+                return p.resolve()
+    raise ModelNotFound(f"this file needs model id {mid:04x}, which is not installed "
+                        f"(installed: {', '.join(f'{n} ({model_id(resolve(n)):04x})' for n in available_models()) or 'none'}); "
+                        "install it or point VQZIP_MODELS at its folder")
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    card = path.with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+# --- loading and saving weights (torch imported here only, so listing stays fast) ------------------
+
+TRAINING_ONLY = ("ema_sum", "ema_count", "idle_steps")  # VQ buffers needed to train, not to code
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: Path
+    codec: Any  # vqzip.model.Codec, in eval mode
+    prior: Any  # vqzip.priors.StaticPrior
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> bytes:
+        return digest(self.path)
+
+    @property
+    def model_id(self) -> int:
+        return model_id(self.path)
+
+    @property
+    def qualities(self) -> int:
+        return self.codec.qualities
+
+    @property
+    def default_quality(self) -> int:
+        return int(self.card.get("default_quality", (self.qualities + 1) // 2))
+
+
+@lru_cache(maxsize=8)
+def _load(path: Path) -> LoadedModel:
+    from safetensors import safe_open
+
+    from .model import Codec, CodecConfig
+    from .priors import PREFIX, StaticPrior
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        config = CodecConfig.from_dict(json.loads(meta["config"]))
+    except Exception as exc:
+        raise ModelNotFound(f"{path} is not a readable vqzip model ({exc})") from None
+    codec = Codec(config)
+    missing, unexpected = codec.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(PREFIX)}, strict=False)
+    if [k for k in missing if not k.endswith(TRAINING_ONLY)] or unexpected:
+        raise ModelNotFound(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    prior = StaticPrior.from_tensors({k: v.numpy() for k, v in tensors.items() if k.startswith(PREFIX)})
+    return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), prior, read_card(path))
+
+
+def load_model(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
+    """Load (once per process) a model by name or path; None = the default model."""
+    return _load(resolve(name_or_path))
+
+
+def save_model(path: Path, codec: Any, prior: Any) -> Path:
+    """Write weights + prior tables + config to `path` atomically; returns the path."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items() if not k.endswith(TRAINING_ONLY)}
+    tensors.update({k: torch.from_numpy(v) for k, v in prior.to_tensors().items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "vqzip-model-1", "config": json.dumps(codec.config.to_dict())})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    digest.cache_clear()
+    return path
