@@ -499,13 +499,17 @@ def train(
             model = run_training(train_images, cfg, out.with_suffix(".ckpt"), resume=resume, on_step=on_step)
         except RuntimeError as exc:
             _fail(str(exc))
-    if int(__import__("os").environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 exports
         return
     card = {"summary": f"{quantizer} on {source}", "data": source, "test_data": test_source, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit,
             "command": "vqzip " + " ".join(sys.argv[1:])}
-    err.print("fitting the prior and measuring the model...")
-    card = export(model, train_images[:limit] if limit else train_images, out, card, test_images if evaluate else None)
+    err.print("fitting the prior on the training set...")
+    with Progress(TextColumn("measuring real .vqz files, every quality"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+        total = model.qualities * len(test_images) if evaluate and test_images is not None else 0
+        task = bar.add_task("measure", total=total)
+        card = export(model, train_images[:limit] if limit else train_images, out, card,
+                      test_images if evaluate else None, on_batch=lambda n: bar.advance(task, n))
     err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
 
 

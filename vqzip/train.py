@@ -149,7 +149,7 @@ def fit_prior(model: Codec, images: np.ndarray, batch: int = 1000) -> Any:
 
 
 def export(model: Codec, train_images: np.ndarray, out: Path, card: dict[str, Any],
-           test_images: np.ndarray | None = None) -> dict[str, Any]:
+           test_images: np.ndarray | None = None, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write `<out>.safetensors` (weights + fitted prior) and `<out>.json` (the model card, with the
     measured test-set bytes and PSNR per quality when `test_images` is given)."""
     import json
@@ -167,7 +167,7 @@ def export(model: Codec, train_images: np.ndarray, out: Path, card: dict[str, An
     card.setdefault("default_quality", (model.qualities + 1) // 2)
     if test_images is not None:
         _load.cache_clear()
-        rows = measure(_load(weights), test_images)
+        rows = measure(_load(weights), test_images, on_batch=on_batch)
         card["results"] = {"dataset": card.get("test_data", "test set"), "images": len(test_images),
                            "method": "mean size of real .vqz files (header + payload + checksum), decoded "
                                      "again; PSNR over RGB uint8, averaged per image", "per_quality": rows}
