@@ -115,3 +115,12 @@ def test_unwritable_output(work):
 def test_usage_errors_exit_2(work):
     assert run("encode", "img.png", "img.png", "-o", "x.vqz", cwd=work).returncode == 2
     assert run("encode", cwd=work).returncode == 2
+
+
+def test_demo_runs_offline_with_the_shipped_model(tmp_path):
+    proc = run("demo", "--cifar", "0", "--out", "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "built-in sample" in proc.stdout.decode()
+    assert {p.name for p in (tmp_path / "demo").iterdir()} == {"sample.png", "sample.vqz", "sample-decoded.png"}
+    again = run("demo", "--cifar", "0", "--out", "demo", cwd=tmp_path)
+    assert again.returncode == 1 and "exists" in again.stderr.decode()  # never clobbers without -f

@@ -363,42 +363,30 @@ def demo(
     import io as _io
     from importlib import resources
 
-    import numpy as np
     from PIL import Image
     from rich.table import Table
 
     from . import api
-    from .bench.codecs import REFERENCE, decode_image
-    from .bench.metrics import psnr
+    from .evaluate import against_references
 
     try:
         m = api.load_model(model)
     except VqzipError as exc:
         _fail(str(exc))
-    sample = Image.open(_io.BytesIO(resources.files("vqzip.assets").joinpath("sample.png").read_bytes())).convert("RGB")
-    pixels = np.asarray(sample)
+    sample_png = resources.files("vqzip.assets").joinpath("sample.png").read_bytes()
+    sample = Image.open(_io.BytesIO(sample_png)).convert("RGB")
     table = Table(title=f"built-in sample, {sample.width}x{sample.height} (model {m.name}); "
                         "reference sizes are the smallest file reaching at least vqzip's PSNR", title_justify="left")
     for col in ("quality", "vqzip bytes", "PSNR dB", "jpeg-420 bytes", "webp bytes"):
         table.add_column(col, justify="right")
-
-    def matched(codec: str, target: float) -> str:
-        best = None
-        for q in range(1, 101):
-            data_ = REFERENCE[codec].encode(pixels, q)
-            if psnr(pixels, decode_image(data_)) >= target and (best is None or len(data_) < best):
-                best = len(data_)
-        return f"{best:,}" if best is not None else "not reached"
-
-    for q in range(1, m.qualities + 1):
-        data_ = api.compress(sample, m, q)
-        score = psnr(pixels, np.asarray(api.decompress(data_).convert("RGB")))
-        table.add_row(str(q), f"{len(data_):,}", f"{score:.2f}", matched("jpeg-420", score), matched("webp", score))
+    for row in against_references(sample, m, ("jpeg-420", "webp")):
+        refs = [f"{row[c]:,}" if row[c] is not None else "not reached" for c in ("jpeg-420", "webp")]
+        table.add_row(str(row["quality"]), f"{row['bytes']:,}", f"{row['psnr']:.2f}", *refs)
     out.print(table)
     out_dir.mkdir(parents=True, exist_ok=True)
     default = api.compress(sample, m)
     try:
-        _write_atomic(out_dir / "sample.png", resources.files("vqzip.assets").joinpath("sample.png").read_bytes(), force)
+        _write_atomic(out_dir / "sample.png", sample_png, force)
         _write_atomic(out_dir / "sample.vqz", default, force)
         buf = _io.BytesIO()
         api.decompress(default).save(buf, "PNG")
