@@ -39,6 +39,11 @@ def _error(message: object) -> None:
     err.print(str(message), markup=False, soft_wrap=True)
 
 
+def _one_line(exc: BaseException) -> str:
+    """A multi-line library message (e.g. where CIFAR-10 was looked for) folded onto one line."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
 def _fail(message: str, code: int = 1) -> None:
     _error(message)
     raise typer.Exit(code)
@@ -347,7 +352,7 @@ def bench(
         run_bench(target, limit=limit, models=_names(models), codecs=_names(codecs), out=out_dir, data=data,
                   quiet=quiet, command="vqzip " + " ".join(sys.argv[1:]))
     except (DataNotFound, ValueError, VqzipError, OSError) as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _fail(_one_line(exc))
 
 
 @app.command()
@@ -402,7 +407,7 @@ def demo(
         try:
             load_cifar10("test", data, download=True)
         except (DataNotFound, OSError, ValueError) as exc:
-            out.print(f"CIFAR-10 benchmark skipped: {str(exc).splitlines()[0]}")
+            out.print(f"CIFAR-10 benchmark skipped: {_one_line(exc)}", soft_wrap=True)
             return
         run_bench("cifar10", limit=cifar, models=[m.name], codecs=["png", "jpeg", "webp"], out=out_dir / "cifar10", data=data)
 
@@ -469,7 +474,7 @@ def train(
         else:
             _fail(f"{dataset}: not 'cifar10' and not a folder", 2)
     except (OSError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(_one_line(exc))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit,
                       codec=CodecConfig(channels=channels, downsamples=downsamples, latent_dim=latent_dim,
                                         quantizer=quantizer, quantizer_args=qargs))

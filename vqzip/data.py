@@ -246,13 +246,13 @@ def download_cifar10(dest: PathLike | None = None) -> Path:
     return final
 
 
-def _not_found(data: PathLike | None) -> str:
+def _not_found(data: PathLike | None, tried_download: bool = False) -> str:
     looked = "\n".join(f"  {root}  ({why})" for why, root in _roots(data))
+    fetch = "" if tried_download else f", or pass download=True to fetch {CIFAR10_URL} (170 MB, needs network)"
     return (
         f"CIFAR-10 not found. Looked in:\n{looked}\n"
         f"for {BIN_DIR}/ or {PY_DIR}/ (also under cifar10/), or {', '.join(TARBALLS)}.\n"
-        f"Provide it with --data DIR or VQZIP_DATA=DIR, or pass download=True to fetch {CIFAR10_URL} "
-        f"(170 MB, needs network)."
+        f"Provide it with --data DIR or VQZIP_DATA=DIR{fetch}."
     )
 
 
@@ -276,7 +276,7 @@ def load_cifar10(
     try:
         tarball = download_cifar10()
     except DataNotFound as e:
-        raise DataNotFound(f"{_not_found(data)}\n{e}") from None
+        raise DataNotFound(f"{_not_found(data, tried_download=True)}\n{e}") from None
     folder = _extract(tarball, BIN_DIR)
     tarball.unlink()  # only the vehicle: the extracted folder is what later runs read
     return _read_bin([folder / n for n in _names(BIN_DIR, split)])

@@ -61,7 +61,7 @@ def load_target(target: str, data: Path | None, limit: int | None) -> tuple[str,
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
     if target == "cifar10":
-        images, _ = load_cifar10("test", data)
+        images, _ = load_cifar10("test", data, download=True)  # fetched once where the network allows
         return "cifar10 (test split)", images[:limit]
     if target == "kodak":
         return "kodak", load_kodak(data, limit)
