@@ -24,7 +24,7 @@ TILE = 128  # latent positions per tile side: bounds memory for any image size
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
 __all__ = ["Encoded", "available_models", "compress", "compress_images", "decode_batch", "decompress",
-           "decompress_images", "encode_batch", "load_model"]
+           "decompress_images", "encode_batch", "image_tokens", "load_model", "resolve_quality", "token_images"]
 
 
 @dataclass(frozen=True)
