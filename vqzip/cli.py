@@ -498,11 +498,11 @@ def train(
             "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit,
             "command": "vqzip " + " ".join(sys.argv[1:])}
     err.print("fitting the prior on the training set...")
+    measured = test_images if evaluate else None
     with Progress(TextColumn("measuring real .vqz files, every quality"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
-        total = model.qualities * len(test_images) if evaluate and test_images is not None else 0
-        task = bar.add_task("measure", total=total)
-        card = export(model, train_images[:limit] if limit else train_images, out, card,
-                      test_images if evaluate else None, on_batch=lambda n: bar.advance(task, n))
+        task = bar.add_task("measure", total=model.qualities * len(measured) if measured is not None else 0)
+        card = export(model, train_images[:limit] if limit else train_images, out, card, measured,
+                      on_batch=lambda n: bar.advance(task, n))
     err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
 
 

@@ -155,7 +155,7 @@ def export(model: Codec, train_images: np.ndarray, out: Path, card: dict[str, An
     import json
 
     from .evaluate import measure
-    from .zoo import _load, model_id, save_model
+    from .zoo import load_model, model_id, save_model
 
     model = model.cpu().eval()
     weights = save_model(out.with_suffix(".safetensors"), model, fit_prior(model, train_images))
@@ -166,8 +166,7 @@ def export(model: Codec, train_images: np.ndarray, out: Path, card: dict[str, An
                                                     "stored_in": weights.name + " (tensors prior.static.<level>)"}}
     card.setdefault("default_quality", (model.qualities + 1) // 2)
     if test_images is not None:
-        _load.cache_clear()
-        rows = measure(_load(weights), test_images, on_batch=on_batch)
+        rows = measure(load_model(weights), test_images, on_batch=on_batch)
         card["results"] = {"dataset": card.get("test_data", "test set"), "images": len(test_images),
                            "method": "mean size of real .vqz files (header + payload + checksum), decoded "
                                      "again; PSNR over RGB uint8, averaged per image", "per_quality": rows}

@@ -150,5 +150,6 @@ def save_model(path: Path, codec: Any, prior: Any) -> Path:
     save_file(tensors, str(tmp), metadata={"format": "vqzip-model-1", "config": json.dumps(codec.config.to_dict())})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
-    digest.cache_clear()
+    digest.cache_clear()  # the file changed: cached ids and loaded models of this path are stale
+    _load.cache_clear()
     return path
