@@ -49,7 +49,30 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokens = codec.encode_tokens(x, 3).numpy()
     save_model(folder / "tiny-rvq.safetensors", codec, StaticPrior.fit(tokens, codec.quantizer.vocab_sizes))
     (folder / "tiny-rvq.json").write_text('{"default_quality": 2}')
+    _tiny_context_model(folder)
     return folder
+
+
+def _tiny_context_model(folder: Path) -> None:
+    """'tiny-ctx': another tiny RVQ model (its own id) with a briefly trained context prior."""
+    import torch
+
+    from vqzip.model import Codec, CodecConfig
+    from vqzip.prior_training import PriorTrainConfig, train_context
+    from vqzip.priors import StaticPrior
+    from vqzip.zoo import save_context, save_model
+
+    torch.manual_seed(1)
+    codec = Codec(CodecConfig(channels=8, latent_dim=8, quantizer="rvq", quantizer_args={"levels": 3, "codebook_size": 16}))
+    x = torch.rand(32, 3, 32, 32) - 0.5
+    codec.train()
+    codec(x)
+    codec.eval()
+    tokens = codec.encode_tokens(x, 3).numpy()
+    path = save_model(folder / "tiny-ctx.safetensors", codec, StaticPrior.fit(tokens, codec.quantizer.vocab_sizes))
+    net = train_context(tokens, 16, PriorTrainConfig(epochs=1, batch_size=16, dim=8, warmup_steps=1), folder / "tiny-ctx.prior.ckpt")
+    save_context(path, net.cfg.to_dict(), net.to_integer())
+    (folder / "tiny-ctx.json").write_text('{"default_quality": 2}')
 
 
 @pytest.fixture

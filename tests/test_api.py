@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from vqzip import api, container
-from vqzip.errors import ModelNotFound, VqzipError, VqzipWarning
+from vqzip.errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 
 
 @pytest.fixture
@@ -93,3 +93,65 @@ def _smooth_png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture
+def ctx_model(tiny_env):
+    return api.load_model("tiny-ctx")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (33, 65), (130, 5)])
+def test_context_prior_writes_version_2_with_the_same_pixels(ctx_model, size):
+    img = rgb(*size, seed=3)
+    v2 = api.compress(img, ctx_model, 3)
+    v1 = api.compress(img, ctx_model, 3, prior="static")
+    assert (v2[2], v1[2]) == (2, 1)  # the version byte
+    # same tokens, so the same decoded pixels, whichever prior coded them
+    assert np.array_equal(np.asarray(api.decompress(v2)), np.asarray(api.decompress(v1)))
+
+
+def test_context_prior_batches_like_single_images(ctx_model):
+    imgs = np.stack([rgb(16, 24, seed=s) for s in range(5)])
+    batch = [e.data for e in api.encode_batch(imgs, ctx_model, 3)]
+    assert batch == [api.encode_batch(imgs[i: i + 1], ctx_model, 3)[0].data for i in range(5)]
+    assert all(np.array_equal(a, b) for a, b in zip(api.decode_batch(batch), api.decode_batch(batch[::-1])[::-1]))
+
+
+def test_prior_choice_errors(model, ctx_model):
+    with pytest.raises(VqzipError, match="no context prior"):
+        api.compress(rgb(8, 8), model, 1, prior="context")
+    with pytest.raises(VqzipError, match="prior must be"):
+        api.compress(rgb(8, 8), ctx_model, 1, prior="best")
+    assert api.compress(rgb(8, 8), model, 1)[2] == 1  # no context prior: version 1
+
+
+def test_version_2_needs_its_exact_prior(ctx_model, tiny_env, monkeypatch, tmp_path):
+    import shutil
+
+    from vqzip import zoo
+
+    data = api.compress(rgb(8, 8), ctx_model, 2)
+    copy = tmp_path / "models"
+    copy.mkdir()
+    shutil.copy(tiny_env / "tiny-ctx.safetensors", copy)
+    monkeypatch.setenv("VQZIP_MODELS", str(copy))
+    zoo._load.cache_clear()
+    with pytest.raises(ModelNotFound, match="context prior"):
+        api.decompress(data)
+    prior = (tiny_env / "tiny-ctx.prior.safetensors").read_bytes()
+    (copy / "tiny-ctx.prior.safetensors").write_bytes(prior[:-1] + bytes([prior[-1] ^ 1]))  # another prior
+    zoo._load.cache_clear()
+    zoo.digest.cache_clear()
+    with pytest.raises(FormatError, match="checksum"):
+        api.decompress(data)
+    zoo._load.cache_clear()
+
+
+def test_measure_priors_matches_real_files(ctx_model):
+    from vqzip.evaluate import measure, measure_priors
+
+    imgs = np.stack([rgb(16, 24, seed=s) for s in range(6)])
+    rows = measure_priors(ctx_model, imgs, batch=4, verify=6)
+    for row, static, context in zip(rows, measure(ctx_model, imgs, prior="static"), measure(ctx_model, imgs, prior="context")):
+        assert row["static_bytes"] == static["bytes"] and row["context_bytes"] == context["bytes"]
+        assert row["psnr"] == pytest.approx(static["psnr"]) and row["psnr"] == pytest.approx(context["psnr"])

@@ -124,3 +124,37 @@ def test_demo_runs_offline_with_the_shipped_model(tmp_path):
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"sample.png", "sample.vqz", "sample-decoded.png"}
     again = run("demo", "--cifar", "0", "--out", "demo", cwd=tmp_path)
     assert again.returncode == 1 and "exists" in again.stderr.decode()  # never clobbers without -f
+
+
+def test_prior_option_and_info_show_the_version(work):
+    assert run("encode", "img.png", "-m", "tiny-ctx", "-o", "ctx.vqz", cwd=work).returncode == 0
+    assert run("encode", "img.png", "-m", "tiny-ctx", "--prior", "static", "-o", "st.vqz", cwd=work).returncode == 0
+    assert "version 2 (context prior)" in run("info", "ctx.vqz", cwd=work).stdout.decode()
+    assert "version 1 (static tables)" in run("info", "st.vqz", cwd=work).stdout.decode()
+    assert (work / "ctx.vqz").read_bytes()[2] == 2 and (work / "st.vqz").read_bytes()[2] == 1
+    for name in ("ctx", "st"):
+        assert run("decode", f"{name}.vqz", "-o", f"{name}.png", cwd=work).returncode == 0
+    assert np.array_equal(np.asarray(Image.open(work / "ctx.png")), np.asarray(Image.open(work / "st.png")))
+    line = one_line_error(run("encode", "img.png", "-m", "tiny-rvq", "--prior", "context", "-o", "x.vqz", cwd=work))
+    assert "no context prior" in line and not (work / "x.vqz").exists()
+
+
+def test_train_prior_on_a_photo_folder(work, tiny_env):
+    import shutil
+
+    models = work / "models"
+    models.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_env / f"tiny-rvq{suffix}", models)
+    photos = work / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / f"{i}.png")
+    proc = run("train-prior", models / "tiny-rvq.safetensors", "--dataset", photos, "--crop", "32", "--crops", "16",
+               "--epochs", "1", "--dim", "8", "--device", "cpu", cwd=work)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (models / "tiny-rvq.prior.safetensors").is_file()
+    assert "context_prior" in (models / "tiny-rvq.json").read_text()
+    assert run("encode", "img.png", "-m", models / "tiny-rvq.safetensors", cwd=work).returncode == 0
+    assert (work / "img.vqz").read_bytes()[2] == 2
+    assert run("decode", "img.vqz", "-m", models / "tiny-rvq.safetensors", "-o", "b.png", cwd=work).returncode == 0

@@ -35,7 +35,7 @@ def test_per_symbol_tables_and_mixed_segments():
 
 def test_tables_must_be_positive_integers():
     with pytest.raises(ValueError):
-        TokenEncoder().encode(np.array([0]), np.array([1.0, 2.0]))
+        TokenEncoder().encode(np.array([0]), np.array([1.0, 2.0], dtype=np.float32))
     with pytest.raises(ValueError):
         TokenEncoder().encode(np.array([0]), np.array([0, 2]))
 
@@ -46,8 +46,8 @@ def test_static_prior_gives_every_symbol_a_count_and_round_trips():
     prior = StaticPrior.fit(tokens, [16, 16])
     assert all((f >= 1).all() and len(f) == 16 for f in prior.frequencies)
     img = np.full((2, 4, 4), 15)  # unseen symbol still codable
-    payload, bits = prior.encode(img)
-    assert (prior.decode(payload, 2, 4, 4) == img).all()
+    ((payload, bits),) = prior.encode(img[None])
+    assert (prior.decode([payload], 2, 4, 4) == img).all()
     assert bits > 0
     again = StaticPrior.from_tensors(prior.to_tensors())
     assert all((a == b).all() for a, b in zip(again.frequencies, prior.frequencies))

@@ -23,6 +23,7 @@ CASES = [
     ("fsq", {"levels": (4, 3, 3)}),
     ("lfq", {"bits": 4}),
     ("lfq", {"bits": 4, "entropy_weight": 0.1}),
+    ("identity", {}),
 ]
 IDS = [f"{n}-" + "-".join(f"{k}{v}" for k, v in kw.items()) for n, kw in CASES]
 
@@ -81,7 +82,7 @@ def test_dequantize_matches_forward(name: str, kwargs: dict) -> None:
         z_q = q(z).z_q
         decoded = q.dequantize(tokens)
     torch.testing.assert_close(decoded, z_q, rtol=1e-5, atol=1e-6)
-    if name in ("byte", "fsq"):  # integer grids: straight-through adds no rounding error at all
+    if name in ("byte", "fsq", "identity"):  # integer grids and the bit pattern: straight-through adds no rounding error at all
         assert torch.equal(decoded, z_q)
 
 

@@ -39,11 +39,15 @@ def test_cifar10_sizes_near_ideal_and_match_the_card(model, real_data):
     from vqzip.data import load_cifar10
 
     images = load_cifar10("test", real_data)[0][:256]
+    static_rows = {r["quality"]: r["static_bytes"] for r in model.card["context_prior"]["results"]["per_quality"]}
     for row in model.card["results"]["per_quality"]:
+        for prior in ("static", "context"):  # both coders land within 1 % + 4 bytes of their ideal size
+            for e in api.encode_batch(images, model, row["quality"], prior=prior):
+                payload = len(container.parse(e.data, model.key(e.data[2])).payload)
+                assert payload <= e.ideal_bits / 8 * 1.01 + 4
+        static = np.mean([len(e.data) for e in api.encode_batch(images, model, row["quality"], prior="static")])
+        assert abs(static - static_rows[row["quality"]]) / static < 0.05
         enc = api.encode_batch(images, model, row["quality"])
-        for e in enc:
-            payload = len(container.parse(e.data, model.digest).payload)
-            assert payload <= e.ideal_bits / 8 * 1.01 + 4
         mean_bytes = np.mean([len(e.data) for e in enc])
         assert abs(mean_bytes - row["bytes"]) / row["bytes"] < 0.05  # 256 images vs the card's 10,000
         back = np.stack(api.decode_batch([e.data for e in enc], model))

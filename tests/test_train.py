@@ -63,3 +63,14 @@ def test_export_writes_weights_prior_and_measured_card(tmp_path, monkeypatch):
     assert [r["quality"] for r in rows] == [1, 2, 3]
     assert all(r["bytes"] >= r["ideal_payload_bytes"] for r in rows)
     assert rows[0]["bytes"] < rows[-1]["bytes"]
+
+
+def test_on_epoch_follows_each_checkpoint(tmp_path):
+    """on_epoch(epoch, model) runs once per epoch, after that epoch's checkpoint is on disk."""
+    ckpt, seen = tmp_path / "m.ckpt", []
+
+    def on_epoch(epoch, model):
+        seen.append((epoch, torch.load(ckpt, weights_only=False)["epoch"], model.training))
+
+    train(images(), config(epochs=2), ckpt, on_epoch=on_epoch)
+    assert seen == [(1, 1, True), (2, 2, True)]

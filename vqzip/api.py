@@ -24,7 +24,7 @@ TILE = 128  # latent positions per tile side: bounds memory for any image size
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
 __all__ = ["Encoded", "available_models", "compress", "compress_images", "decode_batch", "decompress",
-           "decompress_images", "encode_batch", "image_tokens", "load_model", "resolve_quality", "token_images"]
+           "decompress_images", "encode_batch", "file_tokens", "image_tokens", "load_model", "resolve_quality", "token_images"]
 
 
 @dataclass(frozen=True)
@@ -89,19 +89,44 @@ def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int) ->
     return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
 
 
-def _pack(tokens: np.ndarray, m: LoadedModel, width: int, height: int, mode: str, quality: int, alpha: bytes) -> Encoded:
-    payload, bits = m.prior.encode(tokens)
-    header = container.Header(m.model_id, width, height, mode, quality)
-    return Encoded(container.build(header, payload, m.digest, alpha), bits)
+PRIORS = ("auto", "context", "static")
 
 
-def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None) -> list[Encoded]:
-    """Compress same-size RGB uint8 images (N, H, W, 3) in one network pass."""
+def format_version(m: LoadedModel, prior: str = "auto") -> int:
+    """The .vqz version to write: 2 (context prior) when the model has one and `prior` allows it,
+    else 1 (static tables)."""
+    if prior not in PRIORS:
+        raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
+    if prior == "context" and m.context is None:
+        raise VqzipError(f"model {m.name} has no context prior (train one with 'vqzip train-prior {m.name}')")
+    return 2 if m.context is not None and prior != "static" else 1
+
+
+def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
+    return m.context if version == 2 else m.prior
+
+
+def _pack(tokens: np.ndarray, m: LoadedModel, width: int, height: int, modes: list[str], quality: int,
+          alphas: list[bytes], version: int) -> list[Encoded]:
+    """Range-code same-size token grids (N, L, h, w) into whole .vqz files."""
+    key = m.key(version)
+    out = []
+    for (payload, bits), mode, alpha in zip(_coder(m, version).encode(tokens), modes, alphas):
+        header = container.Header(m.model_id, width, height, mode, quality, version)
+        out.append(Encoded(container.build(header, payload, key, alpha), bits))
+    return out
+
+
+def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
+                 prior: str = "auto") -> list[Encoded]:
+    """Compress same-size RGB uint8 images (N, H, W, 3) in one network pass. `prior`: "auto" (the
+    context prior when the model has one), "context" or "static" (format version 1)."""
     m = _model(model)
     q = resolve_quality(m, quality)
+    version = format_version(m, prior)
     container.check_size(images.shape[2], images.shape[1])
     tokens = image_tokens(images, m, q)
-    return [_pack(t, m, images.shape[2], images.shape[1], "RGB", q, b"") for t in tokens]
+    return _pack(tokens, m, images.shape[2], images.shape[1], ["RGB"] * len(images), q, [b""] * len(images), version)
 
 
 def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
@@ -130,10 +155,11 @@ def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
 
 
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
-                    quality: int | None = None, batch: int = 64) -> list[Encoded]:
+                    quality: int | None = None, batch: int = 64, prior: str = "auto") -> list[Encoded]:
     """Compress Pillow images of any modes and sizes; same-size images share network passes."""
     m = _model(model)
     q = resolve_quality(m, quality)
+    version = format_version(m, prior)
     prepared = [_prepare(img) for img in images]
     for rgb, _, _ in prepared:
         container.check_size(rgb.shape[1], rgb.shape[0])
@@ -145,16 +171,18 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
         for start in range(0, len(idx), batch):
             chunk = idx[start: start + batch]
             tokens = image_tokens(np.stack([prepared[i][0] for i in chunk]), m, q)
-            for i, t in zip(chunk, tokens):
-                out[i] = _pack(t, m, width, height, prepared[i][1], q, prepared[i][2])
+            packed = _pack(tokens, m, width, height, [prepared[i][1] for i in chunk], q, [prepared[i][2] for i in chunk], version)
+            for i, e in zip(chunk, packed):
+                out[i] = e
     return out  # type: ignore[return-value]
 
 
-def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None) -> bytes:
+def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
+             prior: str = "auto") -> bytes:
     """One image (Pillow, or uint8 array H x W [x 1|3|4]) -> .vqz bytes."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image)
-    return compress_images([image], model, quality)[0].data
+    return compress_images([image], model, quality, prior=prior)[0].data
 
 
 def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFile, LoadedModel]:
@@ -162,7 +190,7 @@ def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFi
     m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
-    f = container.parse(data, m.digest)
+    f = container.parse(data, m.key(header.version))
     if f.header.quality > m.qualities:
         raise FormatError(f"quality {f.header.quality} does not exist in model {m.name}")
     return f, m
@@ -188,16 +216,23 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
     """RGB arrays for parsed files; files of one model, size and quality share network passes."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (f, m) in enumerate(files):
-        groups[(m.path, f.header.width, f.header.height, f.header.quality)].append(i)
+        groups[(m.path, f.header.width, f.header.height, f.header.quality, f.header.version)].append(i)
     out: list[np.ndarray | None] = [None] * len(files)
-    for (_, width, height, quality), idx in groups.items():
+    for (_, width, height, quality, version), idx in groups.items():
         m = files[idx[0]][1]
         stride, levels = m.codec.stride, m.codec.levels_for(quality)
         h, w = -(-height // stride), -(-width // stride)
-        tokens = np.stack([m.prior.decode(files[i][0].payload, levels, h, w) for i in idx])
+        tokens = _coder(m, version).decode([files[i][0].payload for i in idx], levels, h, w)
         for i, img in zip(idx, token_images(tokens, m, height, width)):
             out[i] = img
     return out  # type: ignore[return-value]
+
+
+def file_tokens(data: bytes, model: LoadedModel | str | None = None) -> np.ndarray:
+    """The token grid (levels, h, w) a .vqz file holds, without running the decoder network."""
+    f, m = _open(data, model)
+    stride, h = m.codec.stride, f.header
+    return _coder(m, h.version).decode([f.payload], m.codec.levels_for(h.quality), -(-h.height // stride), -(-h.width // stride))[0]
 
 
 def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> list[np.ndarray]:

@@ -1,4 +1,7 @@
-"""The .vqz byte layout, version 1 (docs/format.md): build, parse, validate. Knows nothing of torch.
+"""The .vqz byte layout, versions 1 and 2 (docs/format.md): build, parse, validate. Knows nothing of torch.
+
+The two versions share one layout; the version says how the payload was coded: 1 = the model's static
+per-level tables, 2 = the model's context prior.
 
 Every length and size is checked before anything is allocated from it, so a hostile header cannot
 make the decoder reserve gigabytes.
@@ -11,7 +14,8 @@ from dataclasses import dataclass
 from .errors import FormatError
 
 MAGIC = b"VQ"
-VERSION = 1
+VERSION = 2  # written when the model has a context prior; version 1 otherwise
+VERSIONS = (1, 2)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
@@ -26,8 +30,11 @@ class Header:
     height: int
     mode: str  # one of MODES
     quality: int  # 1..64
+    version: int = VERSION  # 1: static tables, 2: context prior
 
     def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise FormatError(f".vqz version {self.version} is not supported")
         if not 0 <= self.model_id < 1 << 16:
             raise FormatError(f"model id {self.model_id} does not fit 16 bits")
         check_size(self.width, self.height)
@@ -88,9 +95,10 @@ def _crc(body: bytes, key: bytes) -> int:
 
 
 def build(header: Header, payload: bytes, key: bytes, alpha: bytes = b"") -> bytes:
-    """Serialize a .vqz file. `key` is the model's full SHA-256 digest (see _crc)."""
+    """Serialize a .vqz file. `key` is the checksum key of the model (and prior) that coded it (see
+    _crc and zoo.LoadedModel.key)."""
     flags = MODES.index(header.mode) | (header.quality - 1) << 2
-    parts = [MAGIC, bytes([VERSION]), header.model_id.to_bytes(2, "big"),
+    parts = [MAGIC, bytes([header.version]), header.model_id.to_bytes(2, "big"),
              _varint(header.width), _varint(header.height), bytes([flags])]
     if header.has_alpha:
         parts += [_varint(len(alpha)), alpha]
@@ -105,8 +113,9 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     that needs the model (see parse)."""
     if len(data) < len(MAGIC) + 1 or data[:2] != MAGIC:
         raise FormatError("not a .vqz file (bad magic bytes)")
-    if data[2] != VERSION:
-        raise FormatError(f".vqz version {data[2]} is not supported (this vqzip reads version {VERSION}); upgrade vqzip")
+    if data[2] not in VERSIONS:
+        raise FormatError(f".vqz version {data[2]} is not supported (this vqzip reads versions "
+                          f"{', '.join(map(str, VERSIONS))}); upgrade vqzip")
     if len(data) < 6:
         raise FormatError("file is truncated (inside the header)")
     model_id = int.from_bytes(data[3:5], "big")
@@ -115,7 +124,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     if pos >= len(data):
         raise FormatError("file is truncated (inside the header)")
     flags = data[pos]
-    return Header(model_id, width, height, MODES[flags & 3], (flags >> 2) + 1), pos + 1
+    return Header(model_id, width, height, MODES[flags & 3], (flags >> 2) + 1, data[2]), pos + 1
 
 
 def parse(data: bytes, key: bytes) -> VqzFile:

@@ -18,6 +18,10 @@ _FAMILY = cmodel.Categorical(perfect=False)
 
 
 def _probabilities(freq: np.ndarray) -> np.ndarray:
+    """Tables as the float64 constriction takes. Integer arrays are checked; float64 arrays are taken
+    as they are: callers (the context prior) build them from integers, which float64 holds exactly."""
+    if freq.dtype == np.float64:
+        return np.ascontiguousarray(freq)
     if freq.dtype.kind not in "iu" or (freq <= 0).any():
         raise ValueError("frequency tables must be positive integers")
     return np.ascontiguousarray(freq, dtype=np.float64)
@@ -61,6 +65,15 @@ class TokenDecoder:
         except Exception as exc:  # constriction raises on exhausted or inconsistent data
             raise FormatError(f"payload cannot be decoded ({exc})") from None
         return np.asarray(out, dtype=np.int64)
+
+
+    def decode_tables(self, freq: np.ndarray) -> np.ndarray:
+        """One symbol per row of `freq` (n, K), a C-contiguous float64 array of integer counts: the
+        context prior's fast path, which skips the checks of decode()."""
+        try:
+            return self._coder.decode(_FAMILY, freq)
+        except Exception as exc:
+            raise FormatError(f"payload cannot be decoded ({exc})") from None
 
 
 def ideal_bits(symbols: np.ndarray, freq: np.ndarray) -> float:

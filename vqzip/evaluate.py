@@ -12,15 +12,16 @@ from .zoo import LoadedModel
 
 
 def measure(m: LoadedModel, images: np.ndarray, qualities: list[int] | None = None, batch: int = 500,
-            on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Per quality: mean file bytes, ideal bytes under the prior, bits per pixel, mean PSNR over images."""
+            on_batch: Callable[[int], None] | None = None, prior: str = "auto") -> list[dict[str, Any]]:
+    """Per quality: mean file bytes, ideal bytes under the prior, bits per pixel, mean PSNR over images.
+    `prior` as in api.encode_batch."""
     rows = []
     pixels = images.shape[1] * images.shape[2]
     for q in qualities or list(range(1, m.qualities + 1)):
         sizes, ideal, scores = [], [], []
         for start in range(0, len(images), batch):
             chunk = images[start: start + batch]
-            enc = api.encode_batch(chunk, m, q)
+            enc = api.encode_batch(chunk, m, q, prior=prior)
             back = np.stack(api.decode_batch([e.data for e in enc], m))
             sizes += [len(e.data) for e in enc]
             ideal += [e.ideal_bits / 8 for e in enc]
@@ -31,6 +32,44 @@ def measure(m: LoadedModel, images: np.ndarray, qualities: list[int] | None = No
         rows.append({"quality": q, "levels": m.codec.levels_for(q), "bytes": mean_bytes,
                      "ideal_payload_bytes": float(np.mean(ideal)), "bpp": 8 * mean_bytes / pixels,
                      "psnr": float(np.concatenate(scores).mean())})
+    return rows
+
+
+def measure_priors(m: LoadedModel, images: np.ndarray, batch: int = 500, verify: int = 500,
+                   on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Per quality: mean bytes of real .vqz files coded with the static tables (version 1) and with
+    the context prior (version 2) from the same tokens, and their PSNR. The encoder runs once for all
+    qualities (an RVQ prefix does not depend on the levels after it); the first `verify` files of
+    each kind are decoded back and must give the same pixels."""
+    pixels = images.shape[1] * images.shape[2]
+    qualities = list(range(1, m.qualities + 1))
+    acc: dict[int, dict[str, list]] = {q: {"static": [], "context": [], "ideal": [], "psnr": []} for q in qualities}
+    for start in range(0, len(images), batch):
+        chunk = images[start: start + batch]
+        tokens = api.image_tokens(chunk, m, m.qualities)
+        for q in qualities:
+            t = np.ascontiguousarray(tokens[:, : m.codec.levels_for(q)])
+            n, h, w = len(chunk), chunk.shape[1], chunk.shape[2]
+            files = {v: api._pack(t, m, w, h, ["RGB"] * n, q, [b""] * n, v) for v in (1, 2)}
+            back = api.token_images(t, m, h, w)
+            if start < verify:
+                for v in (1, 2):
+                    again = api.decode_batch([e.data for e in files[v][: verify - start]], m)
+                    if not all(np.array_equal(a, b) for a, b in zip(again, back)):
+                        raise RuntimeError(f"version {v} files of quality {q} do not decode to their tokens' pixels")
+            acc[q]["static"] += [len(e.data) for e in files[1]]
+            acc[q]["context"] += [len(e.data) for e in files[2]]
+            acc[q]["ideal"] += [e.ideal_bits / 8 for e in files[2]]
+            acc[q]["psnr"].append(psnr(chunk, back))
+        if on_batch:
+            on_batch(len(chunk))
+    rows = []
+    for q in qualities:
+        a = acc[q]
+        static, context = float(np.mean(a["static"])), float(np.mean(a["context"]))
+        rows.append({"quality": q, "levels": m.codec.levels_for(q), "static_bytes": static, "context_bytes": context,
+                     "saving_percent": 100 * (1 - context / static), "context_ideal_payload_bytes": float(np.mean(a["ideal"])),
+                     "bpp": 8 * context / pixels, "psnr": float(np.concatenate(a["psnr"]).mean())})
     return rows
 
 

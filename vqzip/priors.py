@@ -1,17 +1,25 @@
 """Token priors: integer frequency tables the range coder uses, identical in encoder and decoder.
 
-For now a static prior: one table per token level, counted on the training set's tokens. Every
-symbol gets a count of at least 1, so any token stays codable.
+- StaticPrior: one table per token level, counted on the training set's tokens (format version 1).
+- ContextPrior: a table per token from the integer context model in context.py (format version 2).
+
+Both code a batch of same-size images, each into its own payload, level by level (level 0 first), so
+a file of quality q holds levels 0..q-1. Every table entry is at least 1: any token stays codable.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
+import torch
 
 from .entropy import TokenDecoder, TokenEncoder, ideal_bits
+from .errors import FormatError
 
 PREFIX = "prior.static."  # tensor names inside the model's safetensors file
+CONTEXT_PREFIX = "prior.context."  # tensor names inside the model's companion .prior.safetensors file
+MAX_ROWS = 1 << 14  # token tables computed at once (x K x 8 bytes): bounds memory on large images
 
 
 @dataclass
@@ -34,14 +42,122 @@ class StaticPrior:
     def to_tensors(self) -> dict[str, np.ndarray]:
         return {f"{PREFIX}{i}": f for i, f in enumerate(self.frequencies)}
 
-    def encode(self, tokens: np.ndarray) -> tuple[bytes, float]:
-        """Range-code one image's tokens (L, h, w); returns the payload and its ideal size in bits."""
-        enc, bits = TokenEncoder(), 0.0
-        for lvl in range(tokens.shape[0]):
-            enc.encode(tokens[lvl].ravel(), self.frequencies[lvl])
-            bits += ideal_bits(tokens[lvl], self.frequencies[lvl])
-        return enc.finish(), bits
+    def encode(self, tokens: np.ndarray) -> list[tuple[bytes, float]]:
+        """Range-code each image's tokens (N, L, h, w), level by level in raster order; returns
+        (payload, ideal size in bits) per image."""
+        out = []
+        for image in tokens:
+            enc, bits = TokenEncoder(), 0.0
+            for lvl in range(image.shape[0]):
+                enc.encode(image[lvl].ravel(), self.frequencies[lvl])
+                bits += ideal_bits(image[lvl], self.frequencies[lvl])
+            out.append((enc.finish(), bits))
+        return out
 
-    def decode(self, payload: bytes, levels: int, h: int, w: int) -> np.ndarray:
-        dec = TokenDecoder(payload)
-        return np.stack([dec.decode(h * w, self.frequencies[lvl]).reshape(h, w) for lvl in range(levels)])
+    def level_bits(self, tokens: np.ndarray) -> np.ndarray:
+        """Ideal bits (N, L) of each image's tokens (N, L, h, w), level by level."""
+        n = len(tokens)
+        return np.stack([-np.log2(f[tokens[:, lvl].reshape(n, -1)] / f.sum()).sum(1)
+                         for lvl, f in zip(range(tokens.shape[1]), self.frequencies)], 1)
+
+    def decode(self, payloads: list[bytes], levels: int, h: int, w: int) -> np.ndarray:
+        """Tokens (N, levels, h, w) of same-shape payloads."""
+        def one(payload: bytes) -> np.ndarray:
+            dec = TokenDecoder(payload)
+            return np.stack([dec.decode(h * w, self.frequencies[lvl]).reshape(h, w) for lvl in range(levels)])
+        return np.stack([one(p) for p in payloads]).reshape(len(payloads), levels, h, w)
+
+
+class ContextPrior:
+    """Per-token tables from the integer context model. Positions of a level are coded group by
+    group (context.coding_order); within a group every table depends only on earlier groups and
+    coarser levels, so a group is evaluated in one batch across images and positions."""
+
+    def __init__(self, config: Any, tensors: dict[str, np.ndarray]) -> None:
+        from .context import ContextConfig, IntegerContext
+
+        self.config = config if isinstance(config, ContextConfig) else ContextConfig.from_dict(config)
+        self.model = IntegerContext(self.config, tensors)
+
+    @classmethod
+    def from_tensors(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> "ContextPrior":
+        return cls(config, {k[len(CONTEXT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)})
+
+    def _batches(self, n: int, h: int, w: int) -> Iterator[slice]:
+        """Slices of images coded together: at most MAX_ROWS tables per block at once. Each image has
+        its own stream, so how images are batched never changes a byte."""
+        from .context import BLOCK
+
+        step = max(1, MAX_ROWS // min(h * w, BLOCK))
+        return (slice(s, min(s + step, n)) for s in range(0, n, step))
+
+    def _levels(self, t: Any, levels: int) -> Iterator[tuple[int, Any]]:
+        """(level, its fixed features) for each level in turn; the caller fills in each level's
+        tokens of `t` before asking for the next."""
+        n, _, h, w = t.shape
+        column = torch.zeros(n, h, w, self.config.dim)
+        for lvl in range(levels):
+            yield lvl, self.model.level_features(t, lvl, column)
+            column = self.model.add_column(t, lvl, column)
+
+    def _blocks(self, t: Any, levels: int) -> Iterator[tuple[int, Any, Any, Any, Any]]:
+        """(level, block, a1, hi, lo) in coding order for known tokens t (N, L, h, w)."""
+        from .context import schedule
+
+        for lvl, fixed in self._levels(t, levels):
+            for block in schedule(*t.shape[-2:]):
+                a1 = self.model.hidden(t, lvl, block, fixed)
+                code = t[:, lvl].flatten(1)[:, block.flat]
+                yield lvl, block, a1, code // self.config.split[1], code % self.config.split[1]
+
+    def level_bits(self, tokens: np.ndarray) -> np.ndarray:
+        """Ideal bits (N, L) of each image's tokens (N, L, h, w), level by level."""
+        n, levels, h, w = tokens.shape
+        bits = np.zeros((n, levels))
+        for part in self._batches(n, h, w):
+            t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
+            for lvl, _, a1, hi, lo in self._blocks(t, levels):
+                bits[part, lvl] += _ideal_bits(hi.numpy(), self.model.hi_tables(a1, lvl))
+                bits[part, lvl] += _ideal_bits(lo.numpy(), self.model.lo_tables(a1, lvl, hi))
+        return bits
+
+    def encode(self, tokens: np.ndarray) -> list[tuple[bytes, float]]:
+        """Per image: level by level, block by block (context.schedule), the high parts of a block's
+        tokens, then their low parts."""
+        n, levels, h, w = tokens.shape
+        out: list[tuple[bytes, float]] = []
+        for part in self._batches(n, h, w):
+            t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
+            encoders, bits = [TokenEncoder() for _ in range(len(t))], np.zeros(len(t))
+            for lvl, _, a1, hi, lo in self._blocks(t, levels):
+                for symbols, freq in ((hi.numpy(), self.model.hi_tables(a1, lvl)), (lo.numpy(), self.model.lo_tables(a1, lvl, hi))):
+                    bits += _ideal_bits(symbols, freq)
+                    for e, s, f in zip(encoders, symbols, freq):
+                        e.encode(s, f)
+            out += [(e.finish(), float(b)) for e, b in zip(encoders, bits)]
+        return out
+
+    def decode(self, payloads: list[bytes], levels: int, h: int, w: int) -> np.ndarray:
+        from .context import schedule
+
+        out = []
+        for part in self._batches(len(payloads), h, w):
+            decoders = [TokenDecoder(p) for p in payloads[part]]
+            t = torch.zeros(len(decoders), levels, h, w, dtype=torch.long)
+            for lvl, fixed in self._levels(t, levels):
+                for block in schedule(h, w):
+                    a1 = self.model.hidden(t, lvl, block, fixed)
+                    hi = torch.from_numpy(np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.hi_tables(a1, lvl))]))
+                    lo = torch.from_numpy(np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.lo_tables(a1, lvl, hi))]))
+                    t[:, lvl].view(len(t), -1)[:, block.flat] = (hi * self.config.split[1] + lo).long()
+            out.append(t.numpy())
+        tokens = np.concatenate(out) if out else np.zeros((0, levels, h, w), np.int64)
+        if tokens.size and int(tokens.max()) >= self.config.vocab:
+            raise FormatError("payload decodes to a token outside the model's vocabulary")
+        return tokens
+
+
+def _ideal_bits(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    """-sum log2 p per image of symbols (N, n) under tables (N, n, K)."""
+    hit = np.take_along_axis(freq, symbols[..., None], 2)[..., 0]
+    return -np.log2(hit / freq.sum(2)).sum(1)

@@ -66,10 +66,13 @@ def psnr_from_mse(mse: float) -> float:
 
 
 def train(images: np.ndarray, cfg: TrainConfig, checkpoint: Path, resume: bool = False,
-          on_step: Callable[[dict[str, Any]], None] | None = None) -> Codec:
+          on_step: Callable[[dict[str, Any]], None] | None = None,
+          on_epoch: Callable[[int, Codec], None] | None = None) -> Codec:
     """Train a codec on uint8 images (N, H, W, 3) (all the same size; crops for photos).
 
     `on_step` receives a dict (epoch, step, steps, loss, psnr, utilisation, images_per_s) for progress.
+    `on_epoch(epoch, model)` is called (rank 0) after each epoch's checkpoint is written, e.g. to
+    evaluate on a test set; it must leave the weights and RNG state alone (use eval mode, no_grad).
     """
     world = _dist_world()
     rank = int(os.environ.get("RANK", "0"))
@@ -120,6 +123,8 @@ def train(images: np.ndarray, cfg: TrainConfig, checkpoint: Path, resume: bool =
                          "images_per_s": (i + 1) * cfg.batch_size * world / (time.perf_counter() - t0)})
         if rank == 0:
             save_checkpoint(checkpoint, model, opt, epoch + 1, gen)
+            if on_epoch:
+                on_epoch(epoch + 1, model)
     if world > 1:
         torch.distributed.barrier()
     return model.cpu().eval()

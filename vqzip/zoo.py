@@ -1,8 +1,11 @@
 """Finding and loading models: by name, by path, or by the 16-bit id a .vqz file carries.
 
 A model is `<name>.safetensors` (weights, integer prior tables, config in the metadata; no pickle) plus
-`<name>.json`, its model card. The model id is the first two bytes of the SHA-256 of the weights file,
-so any change of weights or tables makes a new id.
+`<name>.json`, its model card, and optionally `<name>.prior.safetensors`, its learned context prior.
+The model id is the first two bytes of the SHA-256 of the weights file, so any change of weights or
+tables makes a new id. The context prior lives in its own file so that adding one to a model leaves
+the model's id, and every file written before, intact; a version-2 file is bound to the exact prior
+through its checksum key (see LoadedModel.key).
 """
 from __future__ import annotations
 
@@ -19,6 +22,16 @@ from .errors import ModelNotFound
 
 DEFAULT_MODEL = "cifar10-rvq"
 SUFFIX = ".safetensors"
+PRIOR_SUFFIX = ".prior.safetensors"
+
+
+def _model_files(d: Path) -> list[Path]:
+    return [p for p in sorted(d.glob(f"*{SUFFIX}")) if not p.name.endswith(PRIOR_SUFFIX)]
+
+
+def prior_path(model_path: Path) -> Path:
+    """Where a model's context prior lives: beside it, `<name>.prior.safetensors`."""
+    return model_path.with_name(model_path.name[: -len(SUFFIX)] + PRIOR_SUFFIX)
 
 
 def model_dirs() -> list[Path]:
@@ -40,7 +53,7 @@ def model_dirs() -> list[Path]:
 def available_models() -> list[str]:
     names: list[str] = []
     for d in model_dirs():
-        names += [p.name[: -len(SUFFIX)] for p in sorted(d.glob(f"*{SUFFIX}")) if p.name[: -len(SUFFIX)] not in names]
+        names += [p.name[: -len(SUFFIX)] for p in _model_files(d) if p.name[: -len(SUFFIX)] not in names]
     return names
 
 
@@ -50,7 +63,7 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path:
     candidates = [Path(name), Path(name + SUFFIX)] if (os.sep in name or name.endswith(SUFFIX)) else []
     candidates += [d / (name + SUFFIX) for d in model_dirs()]
     for c in candidates:
-        if c.is_file():
+        if c.is_file() and not c.name.endswith(PRIOR_SUFFIX):
             return c.resolve()
     raise ModelNotFound(f"model {name!r} not found; available: {', '.join(available_models()) or 'none'}")
 
@@ -68,12 +81,24 @@ def model_id(path: Path) -> int:
 def find_by_id(mid: int) -> Path:
     """The installed model whose id is `mid`; the error names the id so the user can find it."""
     for d in model_dirs():
-        for p in sorted(d.glob(f"*{SUFFIX}")):
+        for p in _model_files(d):
             if model_id(p.resolve()) == mid:
                 return p.resolve()
     raise ModelNotFound(f"this file needs model id {mid:04x}, which is not installed "
                         f"(installed: {', '.join(f'{n} ({model_id(resolve(n)):04x})' for n in available_models()) or 'none'}); "
                         "install it or point VQZIP_MODELS at its folder")
+
+
+def checksum_key(path: Path, version: int) -> bytes:
+    """What seeds the checksum of a file of this format version: the weights' digest (version 1), or
+    the digest of weights and context prior together (version 2)."""
+    if version == 1:
+        return digest(path)
+    prior = prior_path(path)
+    if not prior.is_file():
+        raise ModelNotFound(f"this file needs the context prior of model {path.name[: -len(SUFFIX)]} "
+                            f"({prior.name}), which is not installed")
+    return hashlib.sha256(digest(path) + digest(prior.resolve())).digest()
 
 
 def read_card(path: Path) -> dict[str, Any]:
@@ -93,6 +118,8 @@ class LoadedModel:
     codec: Any  # vqzip.model.Codec, in eval mode
     prior: Any  # vqzip.priors.StaticPrior
     card: dict[str, Any] = field(default_factory=dict)
+    context: Any = None  # vqzip.priors.ContextPrior, when <name>.prior.safetensors exists
+    context_path: Path | None = None
 
     @property
     def digest(self) -> bytes:
@@ -101,6 +128,9 @@ class LoadedModel:
     @property
     def model_id(self) -> int:
         return model_id(self.path)
+
+    def key(self, version: int) -> bytes:
+        return checksum_key(self.path, version)
 
     @property
     def qualities(self) -> int:
@@ -130,7 +160,25 @@ def _load(path: Path) -> LoadedModel:
     if [k for k in missing if not k.endswith(TRAINING_ONLY)] or unexpected:
         raise ModelNotFound(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     prior = StaticPrior.from_tensors({k: v.numpy() for k, v in tensors.items() if k.startswith(PREFIX)})
-    return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), prior, read_card(path))
+    context, cpath = None, prior_path(path)
+    if cpath.is_file():
+        context = _load_context(cpath)
+    return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), prior, read_card(path), context,
+                       cpath if context is not None else None)
+
+
+def _load_context(path: Path) -> Any:
+    from safetensors.numpy import load_file
+    from safetensors import safe_open
+
+    from .priors import ContextPrior
+
+    try:
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+        return ContextPrior.from_tensors(json.loads(meta["config"]), load_file(str(path)))
+    except Exception as exc:
+        raise ModelNotFound(f"{path} is not a readable vqzip context prior ({exc})") from None
 
 
 def load_model(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
@@ -151,5 +199,22 @@ def save_model(path: Path, codec: Any, prior: Any) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     digest.cache_clear()  # the file changed: cached ids and loaded models of this path are stale
+    _load.cache_clear()
+    return path
+
+
+def save_context(model_path: Path, config: dict[str, Any], tensors: dict[str, Any]) -> Path:
+    """Write a model's context prior beside it, atomically; returns its path."""
+    from safetensors.numpy import save_file
+
+    from .priors import CONTEXT_PREFIX
+
+    path = prior_path(model_path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({CONTEXT_PREFIX + k: v for k, v in tensors.items()}, str(tmp),
+              metadata={"format": "vqzip-context-prior-1", "config": json.dumps(config)})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    digest.cache_clear()
     _load.cache_clear()
     return path

@@ -42,9 +42,30 @@ def print_tables(results: dict[str, Any], console) -> None:
             b.add_row(r["codec"], r["reference"], "n/a" if v is None else f"{v:+.1f} %",
                       "none" if ov is None else f"{ov[0]:.1f} - {ov[1]:.1f}")
         console.print(b)
+    _print_prior_table(results, console)
     for note in meta["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"[dim]{meta['metadata']}[/dim]")
+
+
+def _print_prior_table(results: dict[str, Any], console) -> None:
+    """For each vqzip model with a context prior: bytes under both priors (same tokens, same PSNR),
+    the saving, and images per second each way."""
+    from rich.table import Table
+
+    points = {(p["codec"], p["quality"]): p for p in results["points"]}
+    models = [c for c, q in points if c.startswith("vqzip:") and (c + "+static", q) in points]
+    if not models:
+        return
+    t = Table(title="vqzip context prior vs static tables (same tokens, same PSNR)")
+    for col in ("model", "q", "static bytes", "context bytes", "saving", "encode img/s", "decode img/s"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for (codec, q), p in points.items():
+        if codec in models:
+            s = points[(codec + "+static", q)]
+            t.add_row(codec, str(q), f"{s['bytes']:.1f}", f"{p['bytes']:.1f}", f"{100 * (1 - p['bytes'] / s['bytes']):.1f} %",
+                      f"{1e3 / p['encode_ms']:.0f}", f"{1e3 / p['decode_ms']:.0f}")
+    console.print(t)
 
 
 def plot_rd(results: dict[str, Any], path: Path) -> None:

@@ -92,10 +92,11 @@ class VqzipCodec:
     """A vqzip model behind the `LearnedCodec` interface; real `.vqz` bytes through vqzip.api."""
 
     model: Any
+    prior: str = "auto"  # "static": the same tokens coded with the static tables (format version 1)
 
     @property
     def name(self) -> str:
-        return f"vqzip:{self.model.name}"
+        return f"vqzip:{self.model.name}" + ("+static" if self.prior == "static" else "")
 
     @property
     def qualities(self) -> int:
@@ -104,7 +105,7 @@ class VqzipCodec:
     def encode(self, images: np.ndarray, quality: int) -> Sequence[Encoded]:
         from vqzip.api import encode_batch
 
-        return encode_batch(images, self.model, quality)
+        return encode_batch(images, self.model, quality, prior=self.prior)
 
     def decode(self, datas: list[bytes]) -> Sequence[np.ndarray]:
         from vqzip.api import decode_batch
@@ -124,7 +125,13 @@ def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[Learne
     names = list(models) if models is not None else list(available_models())
     if not names:
         notes.append("no vqzip model installed: only reference codecs were measured")
-    return [VqzipCodec(load_model(n)) for n in names]
+    codecs: list[LearnedCodec] = []
+    for n in names:
+        m = load_model(n)
+        codecs.append(VqzipCodec(m))
+        if m.context is not None:  # show what the context prior saves over the static tables
+            codecs.append(VqzipCodec(m, "static"))
+    return codecs
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "simvq": ("simvq", "SimVQ"),
     "fsq": ("fsq", "FSQ"),
     "lfq": ("lfq", "LFQ"),
+    "identity": ("identity", "Identity"),  # no quantization (plain autoencoder), for studies
 }
 
 

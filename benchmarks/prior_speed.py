@@ -1,0 +1,99 @@
+"""Speed of vqzip with its context prior, end to end and the prior alone (issue #5's targets).
+
+    python benchmarks/prior_speed.py [--model cifar10-rvq] [--images 2000] [--kodak-model photo-rvq]
+
+CIFAR-10 test images are coded in batches of 256 (as `vqzip encode` does with many inputs); Kodak
+images one at a time. Writes benchmarks/results/prior_speed.json. Targets on 2 CPU cores: 1,000
+CIFAR-10 images/s encoding, 300/s decoding, a Kodak image in under 2 s each way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vqzip import api
+from vqzip.data import load_cifar10
+
+ROOT = Path(__file__).resolve().parent
+BATCH = 256
+
+
+def _rate(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def cifar(model: str, count: int, data: Path | None) -> list[dict]:
+    m = api.load_model(model)
+    images = load_cifar10("test", data)[0][:count]
+    batches = [images[i: i + BATCH] for i in range(0, len(images), BATCH)]
+    rows = []
+    for q in sorted({1, m.default_quality, m.qualities}):
+        for prior in ("context", "static"):
+            files: list[list[bytes]] = []
+            enc = _rate(lambda: files.extend([e.data for e in api.encode_batch(b, m, q, prior=prior)] for b in batches), len(images))
+            dec = _rate(lambda: [api.decode_batch(f, m) for f in files], len(images))
+            tokens = [api.image_tokens(b, m, q) for b in batches]
+            coder = m.context if prior == "context" else m.prior
+            payloads: list[list[bytes]] = []
+            penc = _rate(lambda: payloads.extend([p for p, _ in coder.encode(t)] for t in tokens), len(images))
+            pdec = _rate(lambda: [coder.decode(p, q, 8, 8) for p in payloads], len(images))
+            rows.append({"quality": q, "prior": prior, "bytes": float(np.mean([len(d) for f in files for d in f])),
+                         "encode_images_per_s": round(enc), "decode_images_per_s": round(dec),
+                         "prior_only_encode_images_per_s": round(penc), "prior_only_decode_images_per_s": round(pdec)})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def kodak(model: str, folder: Path) -> list[dict]:
+    m = api.load_model(model)
+    paths = sorted(folder.glob("*.png"))
+    rows = []
+    for q in sorted({1, m.default_quality, m.qualities}):
+        enc, dec, sizes = [], [], []
+        for p in paths:
+            img = Image.open(p)
+            t0 = time.perf_counter()
+            data = api.compress(img, m, q)
+            t1 = time.perf_counter()
+            api.decompress(data)
+            dec.append(time.perf_counter() - t1)
+            enc.append(t1 - t0)
+            sizes.append(len(data))
+        rows.append({"quality": q, "version": data[2], "bpp": float(np.mean(sizes)) * 8 / (768 * 512),
+                     "encode_s_mean": float(np.mean(enc)), "encode_s_max": float(np.max(enc)),
+                     "decode_s_mean": float(np.mean(dec)), "decode_s_max": float(np.max(dec))})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar10-rvq")
+    ap.add_argument("--images", type=int, default=2048)
+    ap.add_argument("--kodak-model", default="cifar10-rvq")
+    ap.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "prior_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads 2",
+               "command": "python benchmarks/prior_speed.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                                          if k not in ("data", "out")),
+               "cifar10": {"model": args.model, "images": args.images, "batch": BATCH, "rows": cifar(args.model, args.images, args.data)},
+               "kodak": {"model": args.kodak_model, "rows": kodak(args.kodak_model, args.data / "kodak")}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

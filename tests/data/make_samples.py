@@ -1,0 +1,40 @@
+"""Write the sample .vqz files of each format version that tests/test_format_versions.py decodes.
+
+    python tests/data/make_samples.py
+
+Run once per format version with the shipped default model; the files are committed and must keep
+decoding with every later vqzip.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqzip import api
+
+HERE = Path(__file__).resolve().parent
+
+
+def sample() -> Image.Image:
+    """A 32x32 crop of the built-in photo: the CIFAR-sized image the samples hold."""
+    with resources.files("vqzip.assets").joinpath("sample.png").open("rb") as f:
+        return Image.open(f).convert("RGB").crop((64, 40, 96, 72))
+
+
+def main() -> None:
+    img = sample()
+    img.save(HERE / "sample32.png")
+    m = api.load_model("cifar10-rvq")
+    for version, prior in ((1, "static"), (2, "context")):
+        data = api.compress(img, m, 3, prior=prior)
+        assert data[2] == version
+        (HERE / f"sample-v{version}.vqz").write_bytes(data)
+        print(f"sample-v{version}.vqz: {len(data)} bytes")
+    np.save(HERE / "sample-tokens.npy", api.image_tokens(np.asarray(img)[None], m, 3)[0].astype(np.uint8))
+
+
+if __name__ == "__main__":
+    main()

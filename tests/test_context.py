@@ -1,0 +1,173 @@
+"""The context prior: exact integer evaluation, order independence, round trips, training."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vqzip.context import (ACT_MAX, BLOCK, GROUPS, SAME_OFFSETS, ContextConfig, ContextNet, IntegerContext, group_map,
+                           level_bags, make_chunk, same_bags, schedule)
+from vqzip.prior_training import PriorTrainConfig, train_context
+from vqzip.priors import ContextPrior, StaticPrior
+
+
+def _tokens(n: int, levels: int, h: int, w: int, vocab: int, seed: int = 0) -> np.ndarray:
+    """Spatially correlated tokens (2x2 blocks of one random code), so a prior has something to learn."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, vocab, size=(n, levels, h // 2 + 1, w // 2 + 1))
+    return base.repeat(2, -1).repeat(2, -2)[..., :h, :w].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ContextNet, np.ndarray]:
+    tokens = _tokens(128, 3, 8, 8, 20)
+    cfg = PriorTrainConfig(epochs=8, batch_size=16, lr=1e-2, dim=16, warmup_steps=2)
+    return train_context(tokens, 20, cfg, tmp_path_factory.mktemp("prior") / "p.ckpt"), tokens
+
+
+def _every(h: int, w: int):
+    """One chunk holding every position in raster order."""
+    return make_chunk(h, w, *np.divmod(np.arange(h * w), w))
+
+
+def _reference_tables(integer: dict[str, np.ndarray], cfg: ContextConfig, tokens: np.ndarray, level: int) -> np.ndarray:
+    """Every token's full K-way integer table computed with numpy int64 only: the definition the
+    float32 evaluation must reproduce exactly."""
+    t = torch.from_numpy(tokens)
+    n, _, h, w = tokens.shape
+    emb = integer["embed"].astype(np.int64)
+    rows = []
+    for chunk in [_every(h, w)]:
+        bags = torch.cat([same_bags(t, cfg, level, chunk), level_bags(t, cfg, level).view(n, h * w, -1)[:, chunk.flat].flatten(0, 1),
+                          *[(cfg.rows["column"][0] + lv * cfg.vocab + t[:, lv].flatten(1)[:, chunk.flat]).reshape(-1, 1)
+                            for lv in range(level)]], 1).numpy()
+        h0 = np.clip(emb[bags].sum(1), 0, ACT_MAX)
+        acc = h0 @ integer["w1"][level].astype(np.int64).T + integer["b1"][level]
+        a1 = np.clip((acc + (1 << int(integer["shift1"][level]) >> 1)) >> int(integer["shift1"][level]), 0, ACT_MAX)
+        (hs, ls) = cfg.split
+        lut = integer["lut"].astype(np.int64)
+
+        def table(logits: np.ndarray, shift: int) -> np.ndarray:
+            return lut[np.minimum((logits.max(-1, keepdims=True) - logits) >> shift, len(lut) - 1)]
+        p_hi = table(a1 @ integer["whi"][level].astype(np.int64).T + integer["bhi"][level], int(integer["shifthi"][level]))
+        lo_logits = np.einsum("nhsd,nd->nhs", np.broadcast_to(integer["wlo"][level].astype(np.int64), (len(a1), hs, ls, a1.shape[1])), a1)
+        p_lo = table(lo_logits + integer["blo"][level], int(integer["shiftlo"][level]))
+        p_lo[:, np.arange(hs * ls).reshape(hs, ls) >= cfg.vocab] = 1  # codes past K: the floor count
+        rows.append((p_hi, p_lo, a1))
+    return rows
+
+
+def test_float32_evaluation_equals_int64_reference(trained) -> None:
+    net, tokens = trained
+    integer = net.to_integer()
+    model = IntegerContext(net.cfg, integer)
+    t = torch.from_numpy(tokens[:16])
+    n, levels, h, w = t.shape
+    column = torch.zeros(n, h, w, net.cfg.dim)
+    for level in range(levels):
+        fixed = model.level_features(t, level, column)
+        column = model.add_column(t, level, column)
+        chunk = _every(h, w)
+        a1 = model.hidden(t, level, chunk, fixed).reshape(-1, net.cfg.dim)
+        hi = t[:, level].flatten(1)[:, chunk.flat] // net.cfg.split[1]
+        ref_hi, ref_lo, ref_a1 = _reference_tables(integer, net.cfg, tokens[:16], level)[0]
+        assert np.array_equal(a1.numpy().astype(np.int64), ref_a1)
+        assert np.array_equal(model.hi_tables(a1.view(n, -1, net.cfg.dim), level).reshape(-1, net.cfg.split[0]), ref_hi)
+        lo = model.lo_tables(a1.view(n, -1, net.cfg.dim), level, hi).reshape(-1, net.cfg.split[1])
+        assert np.array_equal(lo, ref_lo[np.arange(len(ref_lo)), hi.reshape(-1).numpy()])
+
+
+def test_group_pattern_covers_and_orders() -> None:
+    g = group_map(9, 7)
+    assert set(np.unique(g)) == set(range(GROUPS))
+    flat = np.concatenate([c.flat.numpy() for c in schedule(9, 7)])
+    assert sorted(flat) == list(range(63))  # every position exactly once
+    assert all(len(set(g.ravel()[c.flat.numpy()])) == 1 for c in schedule(9, 7))  # one group per block
+    big = schedule(160, 130)  # groups of more than BLOCK positions are cut into blocks
+    assert max(len(c) for c in big) == BLOCK and sum(len(c) for c in big) == 160 * 130
+    assert len(SAME_OFFSETS) == 16
+
+
+def test_learns_and_integer_model_matches_float(trained) -> None:
+    net, tokens = trained
+    static = StaticPrior.fit(tokens, [20] * 3).level_bits(tokens).sum()
+    prior = ContextPrior(net.cfg, net.to_integer())
+    context = prior.level_bits(tokens).sum()
+    with torch.no_grad():
+        float_bits = float(net.loss_bits(torch.from_numpy(tokens))) * tokens.size
+    assert context < 0.8 * static  # correlated tokens: the context must pay off
+    assert abs(context - float_bits) < 0.02 * float_bits  # fake quantization trains the integer model
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (8, 8), (3, 12), (100, 170)])
+def test_round_trip_any_grid(trained, shape: tuple[int, int]) -> None:
+    net, _ = trained
+    prior = ContextPrior(net.cfg, net.to_integer())
+    tokens = _tokens(3, 3, max(shape[0], 2), max(shape[1], 2), 20, seed=1)[:, :, : shape[0], : shape[1]]
+    for levels in (1, 3):
+        encoded = prior.encode(tokens[:, :levels])
+        back = prior.decode([p for p, _ in encoded], levels, *shape)
+        assert np.array_equal(back, tokens[:, :levels])
+        for (payload, bits) in encoded:  # real size within the coder's few bytes of the ideal
+            assert len(payload) <= bits / 8 + 8
+
+
+def test_vocab_not_a_power_of_two(trained) -> None:
+    net, tokens = trained
+    assert net.cfg.split == (3, 8)  # 20 codes -> 3 x 8, of which codes 20..23 never occur
+    prior = ContextPrior(net.cfg, net.to_integer())
+    codes = np.full((1, 3, 4, 4), 19)
+    assert np.array_equal(prior.decode([prior.encode(codes)[0][0]], 3, 4, 4), codes)
+
+
+def test_independent_of_batch_threads_and_chunking(trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encode with 1 thread and a batch of 1, decode with 2 threads, a batch of 64 and small chunks."""
+    import vqzip.priors as priors
+
+    net, tokens = trained
+    prior = ContextPrior(net.cfg, net.to_integer())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_by_one = [prior.encode(tokens[i: i + 1])[0][0] for i in range(64)]
+        torch.set_num_threads(2)
+        assert [p for p, _ in prior.encode(tokens[:64])] == one_by_one
+        monkeypatch.setattr(priors, "MAX_ROWS", 64)  # a few images at a time
+        assert np.array_equal(prior.decode(one_by_one, 3, 8, 8), tokens[:64])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_survives_reduced_precision_settings(trained) -> None:
+    """A caller that allows reduced-precision float32 matmuls must not change the tables."""
+    net, tokens = trained
+    prior = ContextPrior(net.cfg, net.to_integer())
+    reference = prior.encode(tokens[:8])
+    saved = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert prior.encode(tokens[:8]) == reference
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+def test_rejects_inexact_tensors(trained) -> None:
+    net, _ = trained
+    integer = net.to_integer()
+    bad = dict(integer, w1=integer["w1"].astype(np.int32) * 4)  # outside int8: the bound no longer holds
+    with pytest.raises(ValueError, match="exact"):
+        IntegerContext(net.cfg, bad)
+    with pytest.raises(ValueError, match="shape"):
+        IntegerContext(net.cfg, dict(integer, whi=integer["whi"][:, :1]))
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    tokens = _tokens(64, 2, 4, 4, 8)
+    cfg = PriorTrainConfig(epochs=2, batch_size=32, dim=8, warmup_steps=1)
+    straight = train_context(tokens, 8, cfg, tmp_path / "a.ckpt")
+    train_context(tokens, 8, PriorTrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "b.ckpt")
+    resumed = train_context(tokens, 8, cfg, tmp_path / "b.ckpt", resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)

@@ -1,0 +1,21 @@
+"""Files of every .vqz version ever written keep decoding (tests/data/make_samples.py made them)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqzip import api, container
+from vqzip.bench.metrics import psnr
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_sample_of_each_version_decodes_to_its_tokens(version: int) -> None:
+    data = (DATA / f"sample-v{version}.vqz").read_bytes()
+    header, _ = container.parse_header(data)
+    assert header.version == version and (header.width, header.height, header.quality) == (32, 32, 3)
+    assert np.array_equal(api.file_tokens(data), np.load(DATA / "sample-tokens.npy"))
+    original = np.asarray(Image.open(DATA / "sample32.png"))
+    assert psnr(original[None], np.asarray(api.decompress(data))[None])[0] > 24

@@ -1,0 +1,337 @@
+"""A learned context model over token grids whose integer tables are bit-exact on any machine.
+
+p(token at level l, position (i, j) | tokens already decoded) comes from a small network:
+
+    h0 = sum of int8 embedding rows for the context  (same-level neighbours decoded earlier, the 3x3
+         neighbourhood one level coarser, every coarser level at the same position, level and group)
+    a0 = clamp(h0, 0, 127)
+    a1 = clamp(floor((W1[l] a0 + b1[l]) / 2^s1 + 1/2), 0, 127)          W1: int8
+    token = hi * S + lo, S = 2^ceil(log2(K) / 2)  (16 x 16 for K = 256)
+    p(hi)      from logits Whi[l] a1 + bhi[l]                           Whi, Wlo: int8
+    p(lo | hi) from logits Wlo[l, hi] a1 + blo[l, hi]
+    freq[k] = LUT[min(floor((max(logits) - logits[k]) / 2^s), len(LUT) - 1)]
+
+Coding a token as two symbols of S-entry tables instead of one of K entries is the same distribution
+family (any p(t) factors as p(hi) p(lo | hi)), but each token costs 2 S table entries to build, not K:
+the tables, not the network, dominate the coder's time.
+
+Every value is an integer below 2^24 in magnitude, so evaluating it with float32 arithmetic is exact
+whatever the summation order, blocking, FMA use, thread count or batch size (all partial sums are
+representable integers). The LUT (exp as integers, all entries >= 1) is stored, never recomputed, so
+no transcendental function runs at coding time. Training uses the same graph with fake quantization
+(straight-through rounding), so the float model and the integer model match closely.
+
+Positions of a level are visited in GROUPS (a 4x4-periodic multi-scale pattern): all positions of a
+group are decoded at once, batched over images, and see every neighbour of earlier groups.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACT_SCALE = 32  # activations and embeddings are fixed point with 5 fraction bits: int8 = [-3.97, 3.97]
+ACT_MAX = 127
+LUT_STEP = 32  # the LUT resolves logit differences in 1/32 nat
+LUT_SIZE = 32 * 14  # exp(-14) * 2^16 < 1: beyond this every symbol gets the floor count 1
+LUT_ONE = 1 << 16
+EXACT_LIMIT = 1 << 24  # float32 represents every integer below this exactly
+BIAS_LIMIT = 1 << 20
+
+
+def group_map(h: int, w: int) -> np.ndarray:
+    """Decoding group of each position: a 4x4-periodic multi-scale pattern of 6 groups. Group 0 (1 in
+    16 positions) is coded first with no same-level context; later groups see all earlier ones."""
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    g = np.full((h, w), 5)
+    g[(i % 2 == 0) & (j % 2 == 1)] = 4
+    g[(i % 2 == 1) & (j % 2 == 1)] = 3
+    g[((i % 4 == 0) & (j % 4 == 2)) | ((i % 4 == 2) & (j % 4 == 0))] = 2
+    g[(i % 4 == 2) & (j % 4 == 2)] = 1
+    g[(i % 4 == 0) & (j % 4 == 0)] = 0
+    return g
+
+
+GROUPS = 6
+BLOCK = 4096  # positions per coding block (see schedule)
+# Same-level neighbours a position may see (if their group comes first): the 3x3 ring, and the
+# distance-2 points that groups 1 and 2 of the pattern rely on.
+SAME_OFFSETS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)] + \
+    [(-2, -2), (-2, 2), (2, -2), (2, 2), (-2, 0), (2, 0), (0, -2), (0, 2)]
+COARSE_OFFSETS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)]  # the level above: all decoded
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    levels: int
+    vocab: int
+    dim: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ContextConfig":
+        return cls(**{k: int(v) for k, v in d.items()})
+
+    @property
+    def split(self) -> tuple[int, int]:
+        """(H, S): a token is hi * S + lo with hi < H, lo < S."""
+        size = 1 << ((max(self.vocab, 2) - 1).bit_length() + 1) // 2
+        return -(-self.vocab // size), size
+
+    @property
+    def rows(self) -> dict[str, tuple[int, int]]:
+        """Start row and row count of each block of the embedding table (K = vocab; the extra row per
+        neighbour block means 'unknown': outside the image, or not decoded yet)."""
+        k, blocks, start = self.vocab, {}, 0
+        for name, count in (("same", len(SAME_OFFSETS) * (k + 1)), ("coarse", len(COARSE_OFFSETS) * (k + 1)),
+                            ("column", self.levels * k), ("site", self.levels * GROUPS)):
+            blocks[name], start = (start, count), start + count
+        return blocks
+
+    @property
+    def bag_size(self) -> int:
+        return len(SAME_OFFSETS) + len(COARSE_OFFSETS) + self.levels + 1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Positions of one level evaluated together, with what their same-level context needs."""
+    flat: Tensor  # (n,) row-major position index
+    neighbours: Tensor  # (n, 16) index into the level's grid padded by 2 on every side, flattened
+    known: Tensor  # (n, 16) whether that neighbour is decoded before this position
+
+    def __len__(self) -> int:
+        return self.flat.shape[0]
+
+
+def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
+    groups = np.pad(group_map(h, w), 2, constant_values=GROUPS)  # outside the image: never known
+    di, dj = (np.array(v)[None] for v in zip(*SAME_OFFSETS))
+    ni, nj = ii[:, None] + 2 + di, jj[:, None] + 2 + dj
+    known = groups[ni, nj] < groups[ii + 2, jj + 2][:, None]
+    return Chunk(torch.from_numpy(ii * w + jj), torch.from_numpy(ni * (w + 4) + nj), torch.from_numpy(known))
+
+
+@lru_cache(maxsize=64)
+def schedule(h: int, w: int) -> tuple[Chunk, ...]:
+    """The blocks of a level in coding order: group by group, raster order within a group, at most
+    BLOCK positions per block. Part of the format: a block's high parts are coded before its low
+    parts, so the decoder must cut blocks exactly here."""
+    groups = group_map(h, w).ravel()
+    chunks = []
+    for g in range(GROUPS):
+        flat = np.flatnonzero(groups == g)
+        chunks += [make_chunk(h, w, part // w, part % w) for part in np.split(flat, range(BLOCK, len(flat), BLOCK)) if len(part)]
+    return tuple(chunks)
+
+
+def same_bags(tokens: Tensor, cfg: ContextConfig, level: int, chunk: Chunk) -> Tensor:
+    """Embedding rows (N * len(chunk), 16), image-major, of the same-level neighbours of the chunk's
+    positions as seen when each is decoded: 'unknown' unless the neighbour's group comes earlier.
+    Tokens (N, L', h, w) need `level` filled in only where an earlier group is."""
+    k = cfg.vocab
+    padded = F.pad(tokens[:, level], (2, 2, 2, 2), value=k).flatten(1)
+    t = torch.where(chunk.known, padded[:, chunk.neighbours], k)
+    offsets = cfg.rows["same"][0] + torch.arange(len(SAME_OFFSETS), device=t.device) * (k + 1)
+    return (t + offsets).reshape(-1, len(SAME_OFFSETS))
+
+
+def level_bags(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
+    """Embedding rows (N * h * w, 10) of everything a position of `level` sees that does not depend
+    on its own level: the 3x3 neighbourhood one level coarser, and its (level, group) site row."""
+    n, _, h, w = tokens.shape
+    k, rows = cfg.vocab, cfg.rows
+    if level > 0:
+        padded = F.pad(tokens[:, level - 1], (1, 1, 1, 1), value=k)
+        parts = [rows["coarse"][0] + o * (k + 1) + padded[:, 1 + di: 1 + di + h, 1 + dj: 1 + dj + w]
+                 for o, (di, dj) in enumerate(COARSE_OFFSETS)]
+    else:
+        parts = [torch.full((n, h, w), rows["coarse"][0] + o * (k + 1) + k) for o in range(len(COARSE_OFFSETS))]
+    site = rows["site"][0] + level * GROUPS + torch.from_numpy(group_map(h, w))
+    parts.append(site.expand(n, h, w))
+    return torch.stack(parts, -1).reshape(-1, len(COARSE_OFFSETS) + 1)
+
+
+def column_rows(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
+    """Embedding rows (N, h, w) of level `level`'s tokens in the column block: every finer level
+    adds them, so the column features are a running sum over levels."""
+    return cfg.rows["column"][0] + level * cfg.vocab + tokens[:, level]
+
+
+def _fake_quant(x: Tensor, scale: float, limit: int = ACT_MAX) -> Tensor:
+    """Round to the fixed-point grid in the forward pass, identity in the backward pass."""
+    q = torch.clamp(torch.round(x * scale), -limit, limit) / scale
+    return x + (q - x).detach()
+
+
+def _pow2_scale(w: Tensor) -> float:
+    """Largest power of two s with max|w| * s <= 127, so int8 weights lose the least precision
+    (below 1 for weights larger than 127)."""
+    return float(2.0 ** np.floor(np.log2(ACT_MAX / max(float(w.detach().abs().max()), 1e-8))))
+
+
+class ContextNet(nn.Module):
+    """The trainable (float, fake-quantized) form of the context model."""
+
+    def __init__(self, cfg: ContextConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        (hi, lo), lv, d = cfg.split, cfg.levels, cfg.dim
+        rows = sum(c for _, c in cfg.rows.values())
+        self.embed = nn.Parameter(torch.randn(rows, d) * 0.1)
+        self.w1 = nn.Parameter(torch.randn(lv, d, d) / d ** 0.5)
+        self.b1 = nn.Parameter(torch.zeros(lv, d))
+        self.whi = nn.Parameter(torch.randn(lv, hi, d) / d ** 0.5)
+        self.bhi = nn.Parameter(torch.zeros(lv, hi))
+        self.wlo = nn.Parameter(torch.randn(lv, hi, lo, d) / d ** 0.5)
+        self.blo = nn.Parameter(torch.zeros(lv, hi, lo))
+        valid = torch.arange(hi * lo).view(hi, lo) < cfg.vocab
+        self.register_buffer("lo_mask", torch.where(valid, 0.0, -torch.inf), persistent=False)
+
+    def hidden(self, tokens: Tensor, level: int) -> Tensor:
+        """a1 (N * h * w, D) of every position of `level`, teacher-forced, on the fixed-point grid."""
+        h, w = tokens.shape[-2:]
+        every = _to(make_chunk(h, w, *np.divmod(np.arange(h * w), w)), tokens.device)
+        columns = [column_rows(tokens, self.cfg, lv).reshape(-1, 1) for lv in range(level)]
+        bags = torch.cat([same_bags(tokens, self.cfg, level, every),
+                          level_bags(tokens, self.cfg, level), *columns], 1)
+        a0 = torch.clamp(F.embedding_bag(bags, _fake_quant(self.embed, ACT_SCALE), mode="sum"), 0, ACT_MAX / ACT_SCALE)
+        w1, b1 = _fake_layer(self.w1[level], self.b1[level])
+        return _fake_quant(torch.clamp(a0 @ w1.t() + b1, 0, ACT_MAX / ACT_SCALE), ACT_SCALE)
+
+    def log_probs(self, tokens: Tensor, level: int) -> Tensor:
+        """Natural log p(token) (N * h * w) of every token of `level`, teacher-forced."""
+        a1 = self.hidden(tokens, level)
+        t = tokens[:, level].reshape(-1)
+        hi, lo = t // self.cfg.split[1], t % self.cfg.split[1]
+        whi, bhi = _fake_layer(self.whi[level], self.bhi[level])
+        wlo, blo = _fake_layer(self.wlo[level], self.blo[level])
+        lp_hi = F.log_softmax(a1 @ whi.t() + bhi, -1).gather(1, hi[:, None])[:, 0]
+        every = (a1 @ wlo.flatten(0, 1).t()).view(len(t), *self.cfg.split)  # BLAS beats gathering W per token
+        lo_logits = every.gather(1, hi[:, None, None].expand(-1, 1, every.shape[-1]))[:, 0] + blo[hi] + self.lo_mask[hi]
+        return lp_hi + F.log_softmax(lo_logits, -1).gather(1, lo[:, None])[:, 0]
+
+    def loss_bits(self, tokens: Tensor, levels: int | None = None) -> Tensor:
+        """Mean cross-entropy in bits per token over the first `levels` levels."""
+        levels = levels or self.cfg.levels
+        total = sum(-self.log_probs(tokens, lv).sum() for lv in range(levels))
+        return total / (tokens[:, :levels].numel() * np.log(2))
+
+    def to_integer(self) -> dict[str, np.ndarray]:
+        """The integer model: the tensors the coder uses, with their power-of-two scales."""
+        out: dict[str, np.ndarray] = {}
+        with torch.no_grad():
+            out["embed"] = torch.clamp(torch.round(self.embed * ACT_SCALE), -ACT_MAX, ACT_MAX).to(torch.int8).cpu().numpy()
+            for name in ("1", "hi", "lo"):
+                w, b = getattr(self, "w" + name), getattr(self, "b" + name)
+                scales = [_pow2_scale(w[lv]) for lv in range(self.cfg.levels)]
+                out["w" + name] = np.stack([torch.clamp(torch.round(w[lv] * s), -ACT_MAX, ACT_MAX).cpu().numpy()
+                                            for lv, s in enumerate(scales)]).astype(np.int8)
+                out["b" + name] = np.stack([torch.round(b[lv] * s * ACT_SCALE).clamp(-BIAS_LIMIT, BIAS_LIMIT).cpu().numpy()
+                                            for lv, s in enumerate(scales)]).astype(np.int32)
+                out["shift" + name] = np.array([round(np.log2(s)) for s in scales], dtype=np.int32)
+        steps = np.arange(LUT_SIZE, dtype=np.float64) / LUT_STEP
+        out["lut"] = np.maximum(1, np.round(LUT_ONE * np.exp(-steps))).astype(np.int32)
+        return out
+
+
+def _to(chunk: Chunk, device: torch.device) -> Chunk:
+    return Chunk(chunk.flat.to(device), chunk.neighbours.to(device), chunk.known.to(device))
+
+
+def _fake_layer(w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 weights and int bias, on the grid the integer model uses (scale: a power of two)."""
+    s = _pow2_scale(w)
+    return _fake_quant(w, s), _fake_quant(b, s * ACT_SCALE, BIAS_LIMIT)
+
+
+class IntegerContext:
+    """Exact evaluation of the integer model (see the module docstring for why float32 is exact)."""
+
+    def __init__(self, cfg: ContextConfig, tensors: dict[str, np.ndarray]) -> None:
+        self.cfg = cfg
+        f32 = lambda name: torch.from_numpy(np.asarray(tensors[name], dtype=np.float32))  # noqa: E731
+        self.embed = f32("embed")
+        self.w1, self.b1, self.whi, self.bhi, self.wlo, self.blo = (f32(n) for n in ("w1", "b1", "whi", "bhi", "wlo", "blo"))
+        # powers of two: multiplying by them is exact
+        self.inv = {n: [2.0 ** -int(s) for s in tensors["shift" + n]] for n in ("1", "hi", "lo")}
+        self.lut = np.asarray(tensors["lut"], dtype=np.float64)
+        self._check()
+
+    def _check(self) -> None:
+        """Refuse tensors of the wrong shape, and weights whose worst-case sums could leave the
+        exactly representable range."""
+        cfg, (hi, lo), lv, d = self.cfg, self.cfg.split, self.cfg.levels, self.cfg.dim
+        shapes = {"embed": (sum(c for _, c in cfg.rows.values()), d), "w1": (lv, d, d), "b1": (lv, d),
+                  "whi": (lv, hi, d), "bhi": (lv, hi), "wlo": (lv, hi, lo, d), "blo": (lv, hi, lo)}
+        for name, shape in shapes.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"context prior tensor {name} has shape {tuple(getattr(self, name).shape)}, not {shape}")
+        if len(self.lut) != LUT_SIZE or self.lut.min() < 1:
+            raise ValueError("context prior LUT is malformed")
+        worst = max(cfg.bag_size * ACT_MAX, d * ACT_MAX * ACT_MAX + BIAS_LIMIT)
+        if any(float(t.abs().max()) > ACT_MAX for t in (self.embed, self.w1, self.whi, self.wlo)) or worst * 4 >= EXACT_LIMIT:
+            raise ValueError("context prior exceeds the exact integer range of float32")
+
+    def level_features(self, tokens: Tensor, level: int, column: Tensor) -> Tensor:
+        """The part of h0 (N, h * w, D) that does not depend on `level` itself; `column` (N, h, w, D)
+        is the running sum of the coarser levels' column rows."""
+        n, _, h, w = tokens.shape
+        fixed = F.embedding_bag(level_bags(tokens, self.cfg, level), self.embed, mode="sum")
+        return fixed.view(n, h * w, -1) + column.view(n, h * w, -1)
+
+    def add_column(self, tokens: Tensor, level: int, column: Tensor) -> Tensor:
+        return column + F.embedding(column_rows(tokens, self.cfg, level), self.embed)
+
+    def hidden(self, tokens: Tensor, level: int, chunk: Chunk, fixed: Tensor) -> Tensor:
+        """a1 (N, len(chunk), D) of the chunk's positions of `level`; `fixed` is level_features()."""
+        with _ieee_float32():
+            h0 = F.embedding_bag(same_bags(tokens, self.cfg, level, chunk), self.embed, mode="sum")
+            h0 = h0.view(tokens.shape[0], len(chunk), -1).add_(fixed[:, chunk.flat]).clamp_(0, ACT_MAX)
+            a1 = torch.matmul(h0, self.w1[level].t()).add_(self.b1[level])
+            return a1.mul_(self.inv["1"][level]).add_(0.5).floor_().clamp_(0, ACT_MAX)
+
+    def hi_tables(self, a1: Tensor, level: int) -> np.ndarray:
+        """Tables (N, n, H) of the high part of each token, as float64 (the form the coder takes)."""
+        with _ieee_float32():
+            return self._tables(torch.matmul(a1, self.whi[level].t()).add_(self.bhi[level]), self.inv["hi"][level])
+
+    def lo_tables(self, a1: Tensor, level: int, hi: Tensor) -> np.ndarray:
+        """Tables (N, n, S) of the low part given the high part hi (N, n)."""
+        with _ieee_float32():
+            (h, lo), d = self.cfg.split, self.cfg.dim
+            rows, flat = a1.reshape(-1, d), hi.reshape(-1)
+            logits = torch.empty(len(flat), lo)
+            order = torch.argsort(flat, stable=True)
+            for g, idx in enumerate(torch.split(order, torch.bincount(flat, minlength=h).tolist())):
+                if len(idx):  # one matmul per high part: S logits per token, not K
+                    logits[idx] = torch.addmm(self.blo[level, g], rows[idx], self.wlo[level, g].t())
+            logits = logits.view(*hi.shape, lo)
+            freq = self._tables(logits, self.inv["lo"][level])
+        invalid = hi[..., None].numpy() * self.cfg.split[1] + np.arange(freq.shape[-1]) >= self.cfg.vocab
+        if invalid.any():
+            freq[invalid] = 1.0  # codes past K never occur; the decoder refuses them
+        return freq
+
+    def _tables(self, logits: Tensor, inv: float) -> np.ndarray:
+        gap = logits.sub_(logits.amax(-1, keepdim=True)).mul_(-inv).floor_().clamp_(max=LUT_SIZE - 1)
+        return self.lut[gap.to(torch.int32).numpy()]
+
+
+class _ieee_float32:
+    """Run with IEEE float32 matmuls: PyTorch can be told (globally, by the caller) to use bf16 or TF32
+    internally, which would break exactness."""
+
+    def __enter__(self) -> None:
+        self._saved = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_float32_matmul_precision(self._saved)
