@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqzip.context import (ACT_MAX, BLOCK, GROUPS, SAME_OFFSETS, ContextConfig, ContextNet, IntegerContext, group_map,
-                           level_bags, make_chunk, same_bags, schedule)
+                           level_bags, raster_chunk, same_bags, schedule)
 from vqzip.prior_training import PriorTrainConfig, train_context
 from vqzip.priors import ContextPrior, StaticPrior
 
@@ -27,11 +27,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ContextNet, np.nd
     return train_context(tokens, 20, cfg, tmp_path_factory.mktemp("prior") / "p.ckpt"), tokens
 
 
-def _every(h: int, w: int):
-    """One chunk holding every position in raster order."""
-    return make_chunk(h, w, *np.divmod(np.arange(h * w), w))
-
-
 def _reference_tables(integer: dict[str, np.ndarray], cfg: ContextConfig, tokens: np.ndarray, level: int) -> np.ndarray:
     """Every token's full K-way integer table computed with numpy int64 only: the definition the
     float32 evaluation must reproduce exactly."""
@@ -39,7 +34,7 @@ def _reference_tables(integer: dict[str, np.ndarray], cfg: ContextConfig, tokens
     n, _, h, w = tokens.shape
     emb = integer["embed"].astype(np.int64)
     rows = []
-    for chunk in [_every(h, w)]:
+    for chunk in [raster_chunk(h, w)]:
         bags = torch.cat([same_bags(t, cfg, level, chunk), level_bags(t, cfg, level).view(n, h * w, -1)[:, chunk.flat].flatten(0, 1),
                           *[(cfg.rows["column"][0] + lv * cfg.vocab + t[:, lv].flatten(1)[:, chunk.flat]).reshape(-1, 1)
                             for lv in range(level)]], 1).numpy()
@@ -69,7 +64,7 @@ def test_float32_evaluation_equals_int64_reference(trained) -> None:
     for level in range(levels):
         fixed = model.level_features(t, level, column)
         column = model.add_column(t, level, column)
-        chunk = _every(h, w)
+        chunk = raster_chunk(h, w)
         a1 = model.hidden(t, level, chunk, fixed).reshape(-1, net.cfg.dim)
         hi = t[:, level].flatten(1)[:, chunk.flat] // net.cfg.split[1]
         ref_hi, ref_lo, ref_a1 = _reference_tables(integer, net.cfg, tokens[:16], level)[0]

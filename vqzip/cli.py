@@ -581,7 +581,7 @@ def train_prior(
     card["context_prior"] = {
         "file": path.name, "config": net.cfg.to_dict(), "data": source, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "seed": seed, "limit": limit, "train_seconds": round(net.train_seconds),
-        "hardware": f"{torch_device_name(cfg.device)}", "command": "vqzip " + " ".join(sys.argv[1:])}
+        "hardware": f"{_device_name(cfg.device)}", "command": "vqzip " + " ".join(sys.argv[1:])}
     if evaluate and test_images is not None:
         m = zoo.load_model(m.path)
         with Progress(TextColumn("measuring real .vqz files, both priors"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
@@ -601,7 +601,8 @@ def train_prior(
     err.print(f"wrote {path} and {m.name}.json")
 
 
-def torch_device_name(device: str) -> str:
+def _device_name(device: str) -> str:
+    """What the card records as hardware: the GPU's name, or the CPU and torch's thread count."""
     import platform
 
     import torch

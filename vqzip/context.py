@@ -120,6 +120,13 @@ def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
 
 
 @lru_cache(maxsize=64)
+def raster_chunk(h: int, w: int) -> Chunk:
+    """Every position of a level in raster order, each with the context it has when decoded: what
+    training and whole-level evaluation use."""
+    return make_chunk(h, w, *np.divmod(np.arange(h * w), w))
+
+
+@lru_cache(maxsize=64)
 def schedule(h: int, w: int) -> tuple[Chunk, ...]:
     """The blocks of a level in coding order: group by group, raster order within a group, at most
     BLOCK positions per block. Part of the format: a block's high parts are coded before its low
@@ -198,7 +205,7 @@ class ContextNet(nn.Module):
     def hidden(self, tokens: Tensor, level: int) -> Tensor:
         """a1 (N * h * w, D) of every position of `level`, teacher-forced, on the fixed-point grid."""
         h, w = tokens.shape[-2:]
-        every = _to(make_chunk(h, w, *np.divmod(np.arange(h * w), w)), tokens.device)
+        every = _to(raster_chunk(h, w), tokens.device)
         columns = [column_rows(tokens, self.cfg, lv).reshape(-1, 1) for lv in range(level)]
         bags = torch.cat([same_bags(tokens, self.cfg, level, every),
                           level_bags(tokens, self.cfg, level), *columns], 1)

@@ -7,7 +7,6 @@ seeded runs, CPU or CUDA. The exported integer model is what the coder uses.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from .context import ContextConfig, ContextNet
-from .train import pick_device
+from .train import lr_at, pick_device
 
 
 @dataclass
@@ -42,13 +41,6 @@ def model_tokens(m: Any, images: np.ndarray, batch: int = 250, on_batch: Callabl
         if on_batch:
             on_batch(len(out[-1]))
     return np.concatenate(out)
-
-
-def _lr(step: int, total: int, cfg: PriorTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def train_context(tokens: np.ndarray, vocab: int, cfg: PriorTrainConfig, checkpoint: Path, resume: bool = False,
@@ -76,7 +68,7 @@ def train_context(tokens: np.ndarray, vocab: int, cfg: PriorTrainConfig, checkpo
         t0 = time.perf_counter()
         for i in range(steps_per_epoch):
             for group in opt.param_groups:
-                group["lr"] = _lr(epoch * steps_per_epoch + i, total, cfg)
+                group["lr"] = lr_at(epoch * steps_per_epoch + i, total, cfg, floor=0.02)
             batch = data[order[i * cfg.batch_size: (i + 1) * cfg.batch_size]].to(device)
             loss = net.loss_bits(batch)
             opt.zero_grad(set_to_none=True)

@@ -52,12 +52,12 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 5 % of the peak."""
+def lr_at(step: int, total: int, cfg: Any, floor: float = 0.05) -> float:
+    """Linear warm-up over cfg.warmup_steps, then cosine decay from cfg.lr to `floor` of it."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def psnr_from_mse(mse: float) -> float:

@@ -168,15 +168,15 @@ def _load(path: Path) -> LoadedModel:
 
 
 def _load_context(path: Path) -> Any:
-    from safetensors.numpy import load_file
     from safetensors import safe_open
 
     from .priors import ContextPrior
 
     try:
-        with safe_open(str(path), "np") as f:
+        with safe_open(str(path), "np") as f:  # one read for metadata and tensors
             meta = f.metadata() or {}
-        return ContextPrior.from_tensors(json.loads(meta["config"]), load_file(str(path)))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return ContextPrior.from_tensors(json.loads(meta["config"]), tensors)
     except Exception as exc:
         raise ModelNotFound(f"{path} is not a readable vqzip context prior ({exc})") from None
 
