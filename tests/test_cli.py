@@ -158,3 +158,21 @@ def test_train_prior_on_a_photo_folder(work, tiny_env):
     assert run("encode", "img.png", "-m", models / "tiny-rvq.safetensors", cwd=work).returncode == 0
     assert (work / "img.vqz").read_bytes()[2] == 2
     assert run("decode", "img.vqz", "-m", models / "tiny-rvq.safetensors", "-o", "b.png", cwd=work).returncode == 0
+
+
+def test_train_under_torchrun_exports_once(work):
+    """The README's multi-GPU command, on CPU: two DDP processes (gloo), rank 0 alone reports and writes."""
+    photos = work / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / f"{i}.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "vqzip", "train", "photos", "--out", "m", "--crop", "32", "--crops", "64",
+                           "--epochs", "1", "--batch-size", "8", "--channels", "8", "--latent-dim", "8",
+                           "--levels", "2", "--codebook-size", "16", "--device", "cpu"],
+                          cwd=work, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "m.safetensors").is_file() and (work / "m.json").is_file()
+    assert proc.stderr.count("wrote ") == 1 and "epoch 0/" not in proc.stderr
+    assert run("encode", "img.png", "-m", work / "m.safetensors", cwd=work).returncode == 0

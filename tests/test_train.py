@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqzip.model import CodecConfig
+from vqzip.model import Codec, CodecConfig
 from vqzip.train import TrainConfig, export, train
 
 QUANTIZERS = {
@@ -74,3 +74,31 @@ def test_on_epoch_follows_each_checkpoint(tmp_path):
 
     train(images(), config(epochs=2), ckpt, on_epoch=on_epoch)
     assert seen == [(1, 1, True), (2, 2, True)]
+
+
+@pytest.mark.parametrize("kind, args", [
+    ("rvq", {"levels": 3, "codebook_size": 16}),  # EMA codebooks, quantizer dropout, k-means init, restarts
+    ("rvq", {"levels": 3, "codebook_size": 16, "ema": False}),  # codebooks learnt by loss: dropped levels get no gradient
+    ("simvq", {"codebook_size": 32}),
+])
+def test_distributed_ranks_stay_identical(kind, args, tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU): DDP averages gradients and the VQ code reduces its
+    codebook statistics across ranks, so after training every rank holds exactly the same model."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(worker), str(tmp_path), kind, json.dumps(args)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    torch.manual_seed(1)  # the worker's seed: the weights every rank starts from
+    initial = Codec(CodecConfig(channels=8, latent_dim=8, quantizer=kind, quantizer_args=args)).state_dict()
+    for name, a in ranks[0].items():
+        assert torch.equal(a, ranks[1][name]), name
+    assert any(not torch.equal(a, initial[name]) for name, a in ranks[0].items() if "codebook" in name or "proj" in name)
+    assert torch.load(tmp_path / "m.ckpt", weights_only=False)["epoch"] == 2

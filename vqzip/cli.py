@@ -471,7 +471,8 @@ def train(
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.4f} PSNR {task.fields[psnr]:.2f} dB "
                           "util {task.fields[util]:.2f} {task.fields[ips]:.0f} img/s"), TimeElapsedColumn()]
-    with Progress(*columns, console=err) as bar:
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports and exports
+    with Progress(*columns, console=err, disable=rank != 0) as bar:
         task = bar.add_task("train", total=1, epoch=0, epochs=epochs, loss=0.0, psnr=0.0, util=0.0, ips=0.0)
 
         def on_step(s: dict) -> None:
@@ -485,7 +486,7 @@ def train(
             model = run_training(train_images, cfg, out.with_suffix(".ckpt"), resume=resume, on_step=on_step)
         except RuntimeError as exc:
             _fail(str(exc))
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 exports
+    if rank != 0:
         return
     card = {"summary": f"{quantizer} on {source}", "data": source, "test_data": test_source, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit,
@@ -564,7 +565,8 @@ def train_prior(
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                TextColumn("step {task.completed}/{task.total} {task.fields[bits]:.3f} bits/token {task.fields[ips]:.0f} img/s"),
                TimeElapsedColumn()]
-    with Progress(*columns, console=err) as bar:
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports and exports
+    with Progress(*columns, console=err, disable=rank != 0) as bar:
         task = bar.add_task("train", total=1, epoch=0, epochs=epochs, bits=0.0, ips=0.0)
 
         def on_step(s: dict) -> None:
