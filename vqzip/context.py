@@ -315,11 +315,10 @@ class IntegerContext:
         with _ieee_float32():
             (h, lo), d = self.cfg.split, self.cfg.dim
             rows, flat = a1.reshape(-1, d), hi.reshape(-1)
-            logits = torch.empty(len(flat), lo)
-            order = torch.argsort(flat, stable=True)
-            for g, idx in enumerate(torch.split(order, torch.bincount(flat, minlength=h).tolist())):
-                if len(idx):  # one matmul per high part: S logits per token, not K
-                    logits[idx] = torch.addmm(self.blo[level, g], rows[idx], self.wlo[level, g].t())
+            # every high part's S logits in one matmul, then each row keeps its own: 16x the
+            # arithmetic of one matmul per high part, but one BLAS call instead of 16 gathers
+            every = torch.addmm(self.blo[level].reshape(-1), rows, self.wlo[level].reshape(h * lo, d).t())
+            logits = every.view(-1, h, lo)[torch.arange(len(flat)), flat]
             logits = logits.view(*hi.shape, lo)
             freq = self._tables(logits, self.inv["lo"][level])
         invalid = hi[..., None].numpy() * self.cfg.split[1] + np.arange(freq.shape[-1]) >= self.cfg.vocab
