@@ -52,3 +52,25 @@ def test_cifar10_sizes_near_ideal_and_match_the_card(model, real_data):
         assert abs(mean_bytes - row["bytes"]) / row["bytes"] < 0.05  # 256 images vs the card's 10,000
         back = np.stack(api.decode_batch([e.data for e in enc], model))
         assert abs(psnr(images, back).mean() - row["psnr"]) < 0.5
+
+
+SHIPPED = zoo.resolve(zoo.DEFAULT_MODEL).parent  # where the package's own models are installed
+
+
+@pytest.mark.parametrize("name", sorted(p.name.split(".")[0] for p in SHIPPED.glob("*.json")))
+def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
+    """Each model in models/ is usable as installed: weights, card with measured results, and a round
+    trip of the sample photo at its lowest quality (with its context prior where it has one)."""
+    m = api.load_model(SHIPPED / f"{name}.safetensors")
+    card = m.card
+    assert card["model_id"] == f"{m.model_id:04x}" and card["command"].startswith("vqzip ")
+    assert card.get("results") or card.get("kodak"), "no measured results in the card"
+    sample = Image.open(io.BytesIO(resources.files("vqzip.assets").joinpath("sample.png").read_bytes())).convert("RGB")
+    data = api.compress(sample, m, 1)
+    assert data[2] == (2 if m.context is not None else 1)
+    assert np.asarray(api.decompress(data)).shape == np.asarray(sample).shape
+
+
+def test_shipped_models_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
+    assert total < 50e6, f"models/ holds {total / 1e6:.1f} MB, over the 50 MB budget"
