@@ -64,8 +64,14 @@ def _print_prior_table(results: dict[str, Any], console) -> None:
         if codec in models:
             s = points[(codec + "+static", q)]
             t.add_row(codec, str(q), f"{s['bytes']:.1f}", f"{p['bytes']:.1f}", f"{100 * (1 - p['bytes'] / s['bytes']):.1f} %",
-                      f"{1e3 / p['encode_ms']:.0f}", f"{1e3 / p['decode_ms']:.0f}")
+                      _per_second(p["encode_ms"]), _per_second(p["decode_ms"]))
     console.print(t)
+
+
+def _per_second(ms: float) -> str:
+    """Images per second, readable for thumbnails (600) and photos (0.46) alike."""
+    rate = 1e3 / ms
+    return f"{rate:.0f}" if rate >= 100 else f"{rate:.2g}"
 
 
 def plot_rd(results: dict[str, Any], path: Path) -> None:
