@@ -39,6 +39,16 @@ QUICK = dict(ae_dims=[8, 64], vq_dims=[64], vq_ks=[8, 64, 512], rvq_sizes=[8, 10
 AE_X = "unquantized d: plotted at positions x d x 32 bits (float32 latents) and excluded from every fit"
 
 
+
+def _log_axes(ax, xlabel: str, ylabel: str) -> None:
+    """Log-log axes (bits in powers of two), grid and legend shared by the MSE-vs-bits plots."""
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower left")
+
 def grid(args) -> dict:
     q = QUICK if args.quick else {}
     pick = lambda name, full: getattr(args, name) or q.get(name, full)  # noqa: E731
@@ -189,12 +199,7 @@ def plot(args, budget, results, analysis) -> list[str]:
     allx = [p["bits"] for p in q4]
     if allx:
         draw_fit(ax, min(allx), max(allx))
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("total bits per image (positions x sum of log2 k), 4x4 latent grid")
-    ax.set_ylabel("test MSE ([0,1] RGB)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower left")
+    _log_axes(ax, "total bits per image (positions x sum of log2 k), 4x4 latent grid", "test MSE ([0,1] RGB)")
     names.append(common.save_figure(fig, args.out / "mse_vs_bits.png", "Bits explain quality: test MSE vs bits (4x4 grid)", budget, results))
 
     g8 = [p for p in pts if p["grid"] == 8]
@@ -218,13 +223,9 @@ def plot(args, budget, results, analysis) -> list[str]:
             best = min(pair["4x4"], key=lambda o: o["mse"])
             ax.plot([pair["bits"]] * 2, [pair["8x8"]["mse"], best["mse"]], color="C1", lw=0.8, alpha=0.7)
         ax.plot([], [], color="C1", lw=0.8, label="equal total bits: 8x8 point to best 4x4 point")
-        draw_fit(ax, min(p["bits"] for p in q4 + g8), max(p["bits"] for p in q4 + g8)) if q4 else None
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("total bits per image (positions x sum of log2 k)")
-        ax.set_ylabel("test MSE")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower left")
+        if q4:
+            draw_fit(ax, min(p["bits"] for p in q4 + g8), max(p["bits"] for p in q4 + g8))
+        _log_axes(ax, "total bits per image (positions x sum of log2 k)", "test MSE")
         names.append(common.save_figure(fig, args.out / "grid_8x8_vs_4x4.png", "8x8 vs 4x4 latent grids at equal total bits", budget, results))
 
     eq = analysis["equal_bits_4x4"]
