@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -175,7 +176,29 @@ def test_download_with_good_md5(fake: Path, tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(data.DataNotFound):  # no download unless asked for
         data.load_cifar10("test", data=fake)
     check(*data.load_cifar10("test", data=fake, download=True), "test")
-    assert [p.name for p in (tmp_path / "cache" / "vqzip").iterdir()] == [data.BIN_DIR]  # tarball gone
+    left = sorted(p.name for p in (tmp_path / "cache" / "vqzip").iterdir())
+    assert left == sorted([data.BIN_DIR, data.LOCK_NAME])  # tarball gone
+
+
+def test_concurrent_loads_download_once(fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rank of a torchrun job asks for the data at once: one download, the others wait for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = serve(monkeypatch, tmp_path)
+    monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(body).hexdigest())
+    calls, real = [], data.download_cifar10
+
+    def slow_download(dest=None):
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other loaders to arrive while it runs
+        return real(dest)
+
+    monkeypatch.setattr(data, "download_cifar10", slow_download)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: data.load_cifar10("train", data=fake, download=True), range(4)))
+    assert len(calls) == 1
+    for images, labels in results:
+        check(images, labels, "train")
 
 
 def test_download_with_bad_md5_is_refused(fake: Path, tmp_path: Path, monkeypatch) -> None:

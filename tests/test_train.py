@@ -102,3 +102,37 @@ def test_distributed_ranks_stay_identical(kind, args, tmp_path):
         assert torch.equal(a, ranks[1][name]), name
     assert any(not torch.equal(a, initial[name]) for name, a in ranks[0].items() if "codebook" in name or "proj" in name)
     assert torch.load(tmp_path / "m.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_init_starts_from_a_model_and_may_add_rvq_levels(tmp_path):
+    """--init copies a trained model's weights; an RVQ model may grow levels, which start fresh."""
+    from dataclasses import replace
+
+    from vqzip.train import warm_start
+
+    trained = train(images(), config(), tmp_path / "m.ckpt")
+    export(trained, images(64), tmp_path / "m", {"summary": "test"})
+    grown = Codec(replace(config().codec, quantizer_args={"levels": 5, "codebook_size": 16}))
+    warm_start(grown, str(tmp_path / "m.safetensors"))
+    for name, value in trained.state_dict().items():
+        if not name.endswith(("ema_sum", "ema_count", "idle_steps")):
+            assert torch.equal(grown.state_dict()[name], value), name
+    old, new = grown.quantizer.stages[2], grown.quantizer.stages[3]
+    assert torch.equal(old.ema_sum, old.codebook) and bool(old.initialised)
+    assert not bool(new.initialised)  # k-means on its first batch, as in a fresh run
+    steps = []
+    train(images(), replace(config(), init=str(tmp_path / "m.safetensors")), tmp_path / "g.ckpt", on_step=steps.append)
+    assert steps and np.isfinite(steps[-1]["loss"])
+
+
+def test_init_refuses_another_architecture(tmp_path):
+    from dataclasses import replace
+
+    from vqzip.train import warm_start
+
+    export(train(images(), config(), tmp_path / "m.ckpt"), images(64), tmp_path / "m", {"summary": "test"})
+    with pytest.raises(RuntimeError, match="differs"):
+        warm_start(Codec(replace(config().codec, channels=12)), str(tmp_path / "m.safetensors"))
+    with pytest.raises(RuntimeError, match="differs"):  # fewer RVQ levels would drop trained ones
+        warm_start(Codec(replace(config().codec, quantizer_args={"levels": 2, "codebook_size": 16})),
+                   str(tmp_path / "m.safetensors"))

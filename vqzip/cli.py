@@ -445,6 +445,7 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Train on the first N images only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this model's weights (name or path; same architecture) to train it further."),
     seed: int = typer.Option(0, "--seed"),
     channels: int = typer.Option(48, "--channels", help="Network width."),
     latent_dim: int = typer.Option(64, "--latent-dim"),
@@ -454,7 +455,7 @@ def train(
     fsq_levels: str = typer.Option("8,5,5,5", "--fsq-levels"),
     lfq_bits: int = typer.Option(10, "--lfq-bits"),
     crop: int = typer.Option(64, "--crop", help="Crop size for photo folders."),
-    crops: int = typer.Option(20000, "--crops", help="Random crops per epoch for photo folders."),
+    crops: int = typer.Option(20000, "--crops", help="Random crops for photo folders (drawn once from --seed; flipped at random every epoch)."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Measure test-set bytes and PSNR into the model card."),
 ) -> None:
     """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card)."""
@@ -465,7 +466,7 @@ def train(
 
     qargs = _quantizer_args(quantizer, codebook_size, levels, fsq_levels, lfq_bits)
     train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit,
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit, init=init,
                       codec=CodecConfig(channels=channels, downsamples=downsamples, latent_dim=latent_dim,
                                         quantizer=quantizer, quantizer_args=qargs))
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
@@ -484,13 +485,18 @@ def train(
 
         try:
             model = run_training(train_images, cfg, out.with_suffix(".ckpt"), resume=resume, on_step=on_step)
-        except RuntimeError as exc:
+        except (RuntimeError, VqzipError) as exc:
             _fail(str(exc))
     if rank != 0:
         return
     card = {"summary": f"{quantizer} on {source}", "data": source, "test_data": test_source, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit,
             "command": "vqzip " + " ".join(sys.argv[1:])}
+    if init:  # the chain that made this model: what it started from, and how that was made
+        from .zoo import load_model
+
+        start = load_model(init)
+        card["init"] = {"model": init, "model_id": f"{start.model_id:04x}", "command": start.card.get("command")}
     err.print("fitting the prior on the training set...")
     measured = test_images if evaluate else None
     with Progress(TextColumn("measuring real .vqz files, every quality"), BarColumn(), TimeElapsedColumn(), console=err) as bar:

@@ -65,6 +65,9 @@ class UnsafePickle(pickle.UnpicklingError):
     """A pickled batch asks for something other than numpy arrays, which could run arbitrary code."""
 
 
+LOCK_NAME = ".download.lock"
+
+
 def cache_dir() -> Path:
     """The user cache folder, where tarballs are extracted and downloads go."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vqzip"
@@ -273,13 +276,26 @@ def load_cifar10(
                 return (_read_bin if layout == BIN_DIR else _read_py)(files)
     if not download:
         raise DataNotFound(_not_found(data))
-    try:
-        tarball = download_cifar10()
-    except DataNotFound as e:
-        raise DataNotFound(f"{_not_found(data, tried_download=True)}\n{e}") from None
-    folder = _extract(tarball, BIN_DIR)
-    tarball.unlink()  # only the vehicle: the extracted folder is what later runs read
-    return _read_bin([folder / n for n in _names(BIN_DIR, split)])
+    return _read_bin([_download_once(data) / n for n in _names(BIN_DIR, split)])
+
+
+def _download_once(data: PathLike | None) -> Path:
+    """Download and extract CIFAR-10 into the cache, once even when several processes ask at the
+    same time (every rank of a `torchrun` job): the first holds a lock, the others wait and reuse."""
+    from filelock import FileLock
+
+    folder = cache_dir() / BIN_DIR
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir() / LOCK_NAME)):
+        if _complete(folder, BIN_DIR):
+            return folder
+        try:
+            tarball = download_cifar10()
+        except DataNotFound as e:
+            raise DataNotFound(f"{_not_found(data, tried_download=True)}\n{e}") from None
+        folder = _extract(tarball, BIN_DIR)
+        tarball.unlink()  # only the vehicle: the extracted folder is what later runs read
+    return folder
 
 
 def load_image_folder(path: PathLike, crop: int | None = None, limit: int | None = None) -> list[np.ndarray]:

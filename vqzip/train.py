@@ -30,6 +30,7 @@ class TrainConfig:
     limit: int | None = None  # use only the first N training images
     warmup_steps: int = 200
     codec: CodecConfig = field(default_factory=CodecConfig)
+    init: str | None = None  # start from this model's weights (name or path) instead of random ones
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,7 +84,10 @@ def train(images: np.ndarray, cfg: TrainConfig, checkpoint: Path, resume: bool =
     if cfg.limit:
         images = images[: cfg.limit]
     data = torch.from_numpy(images)
-    model = Codec(cfg.codec).to(device)
+    model = Codec(cfg.codec)
+    if cfg.init and not (resume and checkpoint.exists()):
+        warm_start(model, cfg.init)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = max(1, len(data) // (cfg.batch_size * world))
     total = steps_per_epoch * cfg.epochs
@@ -128,6 +132,36 @@ def train(images: np.ndarray, cfg: TrainConfig, checkpoint: Path, resume: bool =
     if world > 1:
         torch.distributed.barrier()
     return model.cpu().eval()
+
+
+def warm_start(model: Codec, init: str) -> None:
+    """Copy a trained model's weights into `model`, to train it further.
+
+    The architecture must match, except that an RVQ model may gain levels: the new ones start fresh
+    (k-means on the first batch). EMA codebook statistics are not stored with a model, so each loaded
+    VQ stage restarts them from its codebook with unit counts: the first updates move it smoothly.
+    """
+    from .quantizers.vq import VQ
+    from .zoo import TRAINING_ONLY, load_model
+
+    source = load_model(init).codec
+    if not _extends(source.config, model.config):
+        raise RuntimeError(f"--init {init}: its architecture {source.config.to_dict()} differs from "
+                           f"the one asked for {model.config.to_dict()}")
+    weights = {k: v for k, v in source.state_dict().items() if not k.endswith(TRAINING_ONLY)}
+    model.load_state_dict(weights, strict=False)
+    for name, stage in model.named_modules():
+        if isinstance(stage, VQ) and f"{name}.codebook" in weights:
+            stage.reset_ema()
+
+
+def _extends(old: CodecConfig, new: CodecConfig) -> bool:
+    """True if `new` is `old`, or `old` with more RVQ levels."""
+    if old.quantizer == new.quantizer == "rvq":
+        more = new.quantizer_args.get("levels", 8) >= old.quantizer_args.get("levels", 8)
+        strip = lambda c: {**c.to_dict(), "quantizer_args": {k: v for k, v in c.quantizer_args.items() if k != "levels"}}
+        return more and strip(old) == strip(new)
+    return old == new
 
 
 def save_checkpoint(path: Path, model: Codec, opt: torch.optim.Optimizer, epoch: int, gen: torch.Generator) -> None:

@@ -89,6 +89,13 @@ class VQ(Quantizer):
         self.initialised.fill_(True)
 
     @torch.no_grad()
+    def reset_ema(self) -> None:
+        """Restart the EMA statistics from the current codebook (unit counts), e.g. after loading it."""
+        self.ema_count.fill_(1.0)
+        self.ema_sum.copy_(self.codebook.data)
+        self.idle_steps.zero_()
+
+    @torch.no_grad()
     def _ema_update(self, flat: Tensor, idx: Tensor, counts: Tensor) -> None:
         sums = _all_reduce(torch.zeros_like(self.ema_sum).index_add_(0, idx, flat))
         self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
