@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqzip.context import (ACT_MAX, BLOCK, GROUPS, SAME_OFFSETS, ContextConfig, ContextNet, IntegerContext, group_map,
-                           level_bags, raster_chunk, same_bags, schedule)
+                           coding_spans, level_bags, raster_chunk, same_bags, schedule)
 from vqzip.prior_training import PriorTrainConfig, train_context
 from vqzip.priors import ContextPrior, StaticPrior
 
@@ -83,6 +83,19 @@ def test_group_pattern_covers_and_orders() -> None:
     big = schedule(160, 130)  # groups of more than BLOCK positions are cut into blocks
     assert max(len(c) for c in big) == BLOCK and sum(len(c) for c in big) == 160 * 130
     assert len(SAME_OFFSETS) == 16
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (9, 7), (160, 130)])
+def test_spans_join_blocks_in_coding_order(shape: tuple[int, int]) -> None:
+    """The encoder's spans are the decoder's blocks, one after another, at most BLOCK positions each."""
+    blocks, spans = schedule(*shape), coding_spans(*shape)
+    assert [n for _, lengths in spans for n in lengths] == [len(b) for b in blocks]
+    for name in ("flat", "neighbours", "known"):
+        joined = torch.cat([getattr(span, name) for span, _ in spans])
+        assert torch.equal(joined, torch.cat([getattr(b, name) for b in blocks]))
+    assert all(len(span) == sum(lengths) <= BLOCK for span, lengths in spans)
+    if shape[0] * shape[1] <= BLOCK:
+        assert len(spans) == 1  # a small grid's level is coded in one step, not one per group
 
 
 def test_learns_and_integer_model_matches_float(trained) -> None:

@@ -139,6 +139,23 @@ def schedule(h: int, w: int) -> tuple[Chunk, ...]:
     return tuple(chunks)
 
 
+@lru_cache(maxsize=64)
+def coding_spans(h: int, w: int) -> tuple[tuple[Chunk, tuple[int, ...]], ...]:
+    """The blocks of schedule() joined into spans of at most BLOCK positions, in coding order, each
+    with the lengths of its blocks. When all tokens are known (encoding), a span's tables are
+    computed in one pass: the same tables the decoder builds block by block, in fewer, larger steps
+    (a CIFAR-10 level is one span instead of six blocks)."""
+    spans, current = [], []
+    for block in schedule(h, w):
+        if current and sum(map(len, current)) + len(block) > BLOCK:
+            spans.append(current)
+            current = []
+        current.append(block)
+    spans.append(current)
+    join = lambda blocks, f: torch.cat([getattr(b, f) for b in blocks])  # noqa: E731
+    return tuple((Chunk(*(join(b, f) for f in ("flat", "neighbours", "known"))), tuple(map(len, b))) for b in spans)
+
+
 def same_bags(tokens: Tensor, cfg: ContextConfig, level: int, chunk: Chunk) -> Tensor:
     """Embedding rows (N * len(chunk), 16), image-major, of the same-level neighbours of the chunk's
     positions as seen when each is decoded: 'unknown' unless the neighbour's group comes earlier.

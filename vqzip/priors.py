@@ -70,7 +70,7 @@ class StaticPrior:
 
 class ContextPrior:
     """Per-token tables from the integer context model. Positions of a level are coded group by
-    group (context.coding_order); within a group every table depends only on earlier groups and
+    group (context.schedule); within a group every table depends only on earlier groups and
     coarser levels, so a group is evaluated in one batch across images and positions."""
 
     def __init__(self, config: Any, tensors: dict[str, np.ndarray]) -> None:
@@ -84,8 +84,8 @@ class ContextPrior:
         return cls(config, {k[len(CONTEXT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)})
 
     def _batches(self, n: int, h: int, w: int) -> Iterator[slice]:
-        """Slices of images coded together: at most MAX_ROWS tables per block at once. Each image has
-        its own stream, so how images are batched never changes a byte."""
+        """Slices of images coded together: at most MAX_ROWS tables per block (or span) at once. Each
+        image has its own stream, so how images are batched never changes a byte."""
         from .context import BLOCK
 
         step = max(1, MAX_ROWS // min(h * w, BLOCK))
@@ -100,15 +100,18 @@ class ContextPrior:
             yield lvl, self.model.level_features(t, lvl, column)
             column = self.model.add_column(t, lvl, column)
 
-    def _blocks(self, t: Any, levels: int) -> Iterator[tuple[int, Any, Any, Any, Any]]:
-        """(level, block, a1, hi, lo) in coding order for known tokens t (N, L, h, w)."""
-        from .context import schedule
+    def _known_spans(self, t: Any, levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(level, block lengths, hi, hi tables, lo, lo tables) of known tokens t (N, L, h, w), span by
+        span in coding order (context.coding_spans)."""
+        from .context import coding_spans
 
+        spans = coding_spans(*t.shape[-2:])
         for lvl, fixed in self._levels(t, levels):
-            for block in schedule(*t.shape[-2:]):
-                a1 = self.model.hidden(t, lvl, block, fixed)
-                code = t[:, lvl].flatten(1)[:, block.flat]
-                yield lvl, block, a1, code // self.config.split[1], code % self.config.split[1]
+            for span, blocks in spans:
+                a1 = self.model.hidden(t, lvl, span, fixed)
+                code = t[:, lvl].flatten(1)[:, span.flat]
+                hi, lo = code // self.config.split[1], code % self.config.split[1]
+                yield lvl, blocks, hi.numpy(), self.model.hi_tables(a1, lvl), lo.numpy(), self.model.lo_tables(a1, lvl, hi)
 
     def level_bits(self, tokens: np.ndarray) -> np.ndarray:
         """Ideal bits (N, L) of each image's tokens (N, L, h, w), level by level."""
@@ -116,9 +119,8 @@ class ContextPrior:
         bits = np.zeros((n, levels))
         for part in self._batches(n, h, w):
             t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
-            for lvl, _, a1, hi, lo in self._blocks(t, levels):
-                bits[part, lvl] += _ideal_bits(hi.numpy(), self.model.hi_tables(a1, lvl))
-                bits[part, lvl] += _ideal_bits(lo.numpy(), self.model.lo_tables(a1, lvl, hi))
+            for lvl, _, hi, hi_freq, lo, lo_freq in self._known_spans(t, levels):
+                bits[part, lvl] += _ideal_bits(hi, hi_freq) + _ideal_bits(lo, lo_freq)
         return bits
 
     def encode(self, tokens: np.ndarray) -> list[tuple[bytes, float]]:
@@ -129,11 +131,14 @@ class ContextPrior:
         for part in self._batches(n, h, w):
             t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
             encoders, bits = [TokenEncoder() for _ in range(len(t))], np.zeros(len(t))
-            for lvl, _, a1, hi, lo in self._blocks(t, levels):
-                for symbols, freq in ((hi.numpy(), self.model.hi_tables(a1, lvl)), (lo.numpy(), self.model.lo_tables(a1, lvl, hi))):
-                    bits += _ideal_bits(symbols, freq)
-                    for e, s, f in zip(encoders, symbols, freq):
-                        e.encode(s, f)
+            for _, blocks, hi, hi_freq, lo, lo_freq in self._known_spans(t, levels):
+                bits += _ideal_bits(hi, hi_freq) + _ideal_bits(lo, lo_freq)
+                pending, start = [], 0
+                for length in blocks:
+                    cut = slice(start, start + length)
+                    pending += [(hi[:, cut], hi_freq[:, cut]), (lo[:, cut], lo_freq[:, cut])]
+                    start = cut.stop
+                _code_in_order(encoders, pending)
             out += [(e.finish(), float(b)) for e, b in zip(encoders, bits)]
         return out
 
@@ -155,6 +160,24 @@ class ContextPrior:
         if tokens.size and int(tokens.max()) >= self.config.vocab:
             raise FormatError("payload decodes to a token outside the model's vocabulary")
         return tokens
+
+
+def _code_in_order(encoders: list[TokenEncoder], pending: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Code each image's symbols of `pending` (symbols (N, n), tables (N, n, K)) in order, with one
+    coder call per image for each run of tables of equal width K: the bytes are those of a call per
+    entry (a range coder's output depends only on the sequence of symbols and tables), the Python
+    overhead a fraction of it. Empties `pending`."""
+    start = 0
+    while start < len(pending):
+        end = start + 1
+        while end < len(pending) and pending[end][1].shape[-1] == pending[start][1].shape[-1]:
+            end += 1
+        symbols = np.concatenate([s for s, _ in pending[start:end]], 1)
+        tables = np.concatenate([f for _, f in pending[start:end]], 1)
+        for e, s, f in zip(encoders, symbols, tables):
+            e.encode(s, f)
+        start = end
+    pending.clear()
 
 
 def _ideal_bits(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:

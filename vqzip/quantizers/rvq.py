@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Quantizer, QuantizerOutput, straight_through
-from .vq import VQ
+from .vq import VQ, nearest
 
 
 class RVQ(Quantizer):
@@ -44,6 +44,17 @@ class RVQ(Quantizer):
         # commitment of the encoder to the quantized sum it actually decodes from
         loss = loss / n_run + 0.25 * torch.mean((z - total.detach()) ** 2)
         return QuantizerOutput(straight_through(z, total), torch.cat(tokens, 1), loss, stats)
+
+    @torch.no_grad()
+    def tokens(self, z: Tensor, levels: int | None = None) -> Tensor:
+        """The forward pass's tokens (all samples at `levels`) without its losses and statistics."""
+        b, d, h, w = z.shape
+        residual, tokens = z.permute(0, 2, 3, 1).reshape(-1, d), []
+        for stage in self.stages[: levels or self.num_levels]:
+            idx = nearest(residual, stage.codebook)
+            residual = residual - stage.codebook[idx]
+            tokens.append(idx.reshape(b, 1, h, w))
+        return torch.cat(tokens, 1)
 
     def dequantize(self, tokens: Tensor) -> Tensor:
         return sum(stage.dequantize(tokens[:, i : i + 1]) for i, stage in enumerate(self.stages[: tokens.shape[1]]))

@@ -26,9 +26,9 @@ def kmeans(x: Tensor, k: int, iters: int = 10) -> Tensor:
 
 
 def nearest(x: Tensor, codebook: Tensor) -> Tensor:
-    """Index of the nearest codebook row for each row of x, by squared L2 distance."""
-    dist = x.pow(2).sum(1, keepdim=True) - 2 * x @ codebook.t() + codebook.pow(2).sum(1)[None]
-    return dist.argmin(1)
+    """Index of the nearest codebook row for each row of x, by squared L2 distance. |x|^2 is the same
+    for every code, so the argmin needs only |c|^2 - 2 x.c: one fused matrix product, no (N, K) sums."""
+    return torch.addmm(codebook.pow(2).sum(1), x, codebook.t(), alpha=-2).argmin(1)
 
 
 def _all_reduce(t: Tensor) -> Tensor:
@@ -72,6 +72,12 @@ class VQ(Quantizer):
         z_q = straight_through(flat, q).reshape(b, h, w, d).permute(0, 3, 1, 2)
         tokens = idx.reshape(b, 1, h, w)
         return QuantizerOutput(z_q, tokens, loss, usage_stats(idx, self.codebook_size))
+
+    @torch.no_grad()
+    def tokens(self, z: Tensor, levels: int | None = None) -> Tensor:
+        """The forward pass's tokens without its losses and statistics (the encoder's fast path)."""
+        b, d, h, w = z.shape
+        return nearest(z.permute(0, 2, 3, 1).reshape(-1, d), self.codebook).reshape(b, 1, h, w)
 
     def dequantize(self, tokens: Tensor) -> Tensor:
         return self.codebook[tokens[:, 0]].permute(0, 3, 1, 2)
