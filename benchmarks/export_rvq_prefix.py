@@ -5,7 +5,7 @@
 
 Encoder, decoder and the kept codebooks are the checkpoint's, unchanged; the static prior is refitted
 on the same training crops (the same seed gives the same crops as `vqzip train`). The existing model
-card at OUT.json supplies the training fields and is rewritten with an "export" note.
+card at OUT.json (or --card) supplies the training fields and is rewritten with an "export" note.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--crops", type=int, default=12000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--card", type=Path, help="model card of the trained run, for its training fields (default: OUT.json)")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     cfg = CodecConfig.from_dict(state["codec_config"])
@@ -39,7 +40,7 @@ def main() -> None:
     codec.load_state_dict({n: v for n, v in state["model"].items()
                            if not (n.startswith("quantizer.stages.") and int(n.split(".")[2]) >= args.levels)})
     crops = datasets.random_crops(datasets.load_image_folder(args.photos), args.crop, args.crops, np.random.default_rng(args.seed))
-    base = json.loads(args.out.with_suffix(".json").read_text())
+    base = json.loads((args.card or args.out.with_suffix(".json")).read_text())
     card = {k: base[k] for k in ("summary", "data", "test_data", "epochs", "batch_size", "lr", "seed", "limit", "command", "hardware", "training_notes") if k in base}
     card["export"] = (f"first {args.levels} of the {trained} trained RVQ levels kept (finer levels added under 0.1 dB each on "
                       f"the training photos, checked before any Kodak measurement); prior refitted on the training crops: "

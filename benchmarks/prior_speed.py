@@ -3,8 +3,9 @@
     python benchmarks/prior_speed.py [--model cifar10-rvq] [--images 2000] [--kodak-model photo-rvq]
 
 CIFAR-10 test images are coded in batches of 256 (as `vqzip encode` does with many inputs); Kodak
-images one at a time. Writes benchmarks/results/prior_speed.json. Targets on 2 CPU cores: 1,000
-CIFAR-10 images/s encoding, 300/s decoding, a Kodak image in under 2 s each way.
+images one at a time. Writes benchmarks/results/prior_speed-<CPU capability>.json (e.g. -avx2,
+-avx512). Targets on 2 CPU cores: 1,000 CIFAR-10 images/s encoding, 300/s decoding, a Kodak image in
+under 2 s each way.
 """
 from __future__ import annotations
 
@@ -76,16 +77,31 @@ def kodak(model: str, folder: Path) -> list[dict]:
     return rows
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar10-rvq")
     ap.add_argument("--images", type=int, default=2048)
     ap.add_argument("--kodak-model", default="cifar10-rvq")
     ap.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "prior_speed.json")
+    ap.add_argument("--out", type=Path, help="default: results/prior_speed-<CPU capability>.json, since "
+                    "speeds differ between machines with and without AVX-512")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads 2",
+    isa = torch.backends.cpu.get_cpu_capability()
+    args.out = args.out or ROOT / "results" / f"prior_speed-{isa.lower()}.json"
+    results = {"machine": f"{cpu_name()}, {os.cpu_count()} CPUs, torch threads 2, torch CPU capability {isa}",
+               "torch": torch.__version__,
                "command": "python benchmarks/prior_speed.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                                                           if k not in ("data", "out")),
                "cifar10": {"model": args.model, "images": args.images, "batch": BATCH, "rows": cifar(args.model, args.images, args.data)},

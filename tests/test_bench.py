@@ -211,3 +211,7 @@ def test_run_bench_with_vqzip_model(tiny_env: Path, tmp_path: Path) -> None:
     assert vq[0]["bytes"] <= vq[-1]["bytes"]
     assert [(r["codec"], r["reference"]) for r in res["bd_rate"]] == [("vqzip:tiny-rvq", "jpeg-444")]
     assert "torch" in res["meta"]["versions"]
+    from vqzip.zoo import load_model
+
+    [recorded] = res["meta"]["vqzip_models"]  # traceable to the exact weights measured
+    assert recorded["model_id"] == f"{load_model('tiny-rvq').model_id:04x}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import shlex
@@ -111,6 +112,18 @@ class VqzipCodec:
         from vqzip.api import decode_batch
 
         return decode_batch(datas, self.model)
+
+
+def _model_ids(codec: LearnedCodec) -> dict[str, str]:
+    """The exact weights (and context prior) a vqzip curve was measured with, so results stay
+    traceable when a model of the same name is retrained."""
+    model = getattr(codec, "model", None)
+    if model is None:
+        return {}
+    ids = {"model_id": f"{model.model_id:04x}"}
+    if getattr(codec, "prior", "auto") != "static" and model.context_path is not None:
+        ids["context_prior_sha256"] = hashlib.sha256(model.context_path.read_bytes()).hexdigest()[:16]
+    return ids
 
 
 def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[LearnedCodec]:
@@ -431,7 +444,7 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
             "codecs": {nm: {"settings": refcodecs.REFERENCE[nm].settings,
                             "qualities": [q for c, q in ref_jobs if c == nm] if nm in runnable else [],
                             "available": nm not in unavailable, "note": unavailable.get(nm)} for nm in names},
-            "vqzip_models": [{"name": c.name, "qualities": learned_q[c.name]} for c in learned],
+            "vqzip_models": [{"name": c.name, "qualities": learned_q[c.name], **_model_ids(c)} for c in learned],
             "versions": _versions(bool(learned)),
             "notes": notes,
         },

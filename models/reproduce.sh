@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Rebuild a shipped model from the repository, with the commands its model card records, in order.
+#
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq
+#   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
+#
+# Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
+# downloaded. Training on CPU is not bit-identical across machines or thread counts, so a rebuilt
+# model is a close sibling of the shipped one (its own model id), not a byte-for-byte copy. Where a
+# shipped run was interrupted and resumed with another epoch count, the card's training_notes say
+# so; this script runs the uninterrupted schedule.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${VQZIP_DATA:-../shared/data}"
+PHOTOS="$DATA/photos/cbsd68"
+OUT="${OUT:-models}"
+VQZIP="${VQZIP:-vqzip}"
+mkdir -p "$OUT"
+
+cifar10-rvq() {
+  $VQZIP train cifar10 --data "$DATA" --quantizer rvq --out "$OUT/cifar10-rvq" --epochs 5 --batch-size 128 --lr 2e-3 \
+    --channels 48 --latent-dim 64 --levels 10 --codebook-size 256 --seed 0 --resume
+  $VQZIP train-prior "$OUT/cifar10-rvq" --data "$DATA" --epochs 2 --resume
+}
+
+cifar10-byte() {
+  $VQZIP train cifar10 --data "$DATA" --quantizer byte --out "$OUT/cifar10-byte" --epochs 2 --lr 2e-3 \
+    --channels 48 --latent-dim 64 --codebook-size 256 --seed 0 --resume
+}
+
+cifar10-vq() {
+  $VQZIP train cifar10 --data "$DATA" --quantizer vq --out "$OUT/cifar10-vq" --epochs 2 --lr 2e-3 \
+    --channels 48 --latent-dim 64 --codebook-size 256 --seed 0 --resume
+}
+
+photo-rvq-v1() {  # 8 levels trained, the first 3 kept (the rest added under 0.1 dB each)
+  $VQZIP train "$PHOTOS" --out "$OUT/photo-rvq-v1-8" --downsamples 3 --channels 40 --latent-dim 64 --levels 8 \
+    --codebook-size 256 --crop 64 --crops 12000 --epochs 3 --batch-size 32 --lr 5e-4 --seed 0 --resume
+  python benchmarks/export_rvq_prefix.py "$OUT/photo-rvq-v1-8.ckpt" 3 "$OUT/photo-rvq-v1" \
+    --photos "$PHOTOS" --crop 64 --crops 12000 --seed 0 --card "$OUT/photo-rvq-v1-8.json"
+  $VQZIP train-prior "$OUT/photo-rvq-v1" --dataset "$PHOTOS" --crop 256 --crops 2000 --epochs 4 --batch-size 16
+}
+
+photo-rvq() {  # photo-rvq-v1 trained further, with 3 more RVQ levels (new crops: --seed 1)
+  [ -f "$OUT/photo-rvq-v1.safetensors" ] || photo-rvq-v1
+  $VQZIP train "$PHOTOS" --out "$OUT/photo-rvq" --init "$OUT/photo-rvq-v1" --downsamples 3 --channels 40 \
+    --latent-dim 64 --levels 6 --codebook-size 256 --crop 64 --crops 30000 --epochs 8 --batch-size 32 --lr 5e-4 \
+    --seed 1 --resume
+  $VQZIP train-prior "$OUT/photo-rvq" --dataset "$PHOTOS" --crop 256 --crops 4000 --epochs 4 --batch-size 16
+}
+
+case "${1:-}" in
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq}" >&2; exit 2 ;;
+esac
