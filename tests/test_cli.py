@@ -160,6 +160,17 @@ def test_train_prior_on_a_photo_folder(work, tiny_env):
     assert run("decode", "img.vqz", "-m", models / "tiny-rvq.safetensors", "-o", "b.png", cwd=work).returncode == 0
 
 
+def test_train_init_errors_are_one_line(work, tiny_env):
+    """--init names a model that is missing, or one of another architecture: one line, exit 1."""
+    photos = work / "photos"
+    photos.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / "0.png")
+    common = ("train", photos, "--out", "m", "--crop", "32", "--crops", "8", "--epochs", "1", "--device", "cpu")
+    assert "not found" in one_line_error(run(*common, "--init", "no-such-model", cwd=work))
+    assert "differs" in one_line_error(run(*common, "--init", "tiny-rvq", "--channels", "12", cwd=work))
+    assert not list(work.glob("m.*"))
+
+
 def test_train_under_torchrun_exports_once(work):
     """The README's multi-GPU command, on CPU: two DDP processes (gloo), rank 0 alone reports and writes."""
     photos = work / "photos"

@@ -462,13 +462,18 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .model import CodecConfig
-    from .train import TrainConfig, export, train as run_training
+    from .train import TrainConfig, check_init, export, train as run_training
 
     qargs = _quantizer_args(quantizer, codebook_size, levels, fsq_levels, lfq_bits)
     train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit, init=init,
                       codec=CodecConfig(channels=channels, downsamples=downsamples, latent_dim=latent_dim,
                                         quantizer=quantizer, quantizer_args=qargs))
+    if init:  # a bad --init fails here, before any progress output
+        try:
+            check_init(init, cfg.codec)
+        except (RuntimeError, VqzipError) as exc:
+            _fail(str(exc))
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.4f} PSNR {task.fields[psnr]:.2f} dB "
                           "util {task.fields[util]:.2f} {task.fields[ips]:.0f} img/s"), TimeElapsedColumn()]

@@ -142,17 +142,24 @@ def warm_start(model: Codec, init: str) -> None:
     VQ stage restarts them from its codebook with unit counts: the first updates move it smoothly.
     """
     from .quantizers.vq import VQ
-    from .zoo import TRAINING_ONLY, load_model
+    from .zoo import TRAINING_ONLY
 
-    source = load_model(init).codec
-    if not _extends(source.config, model.config):
-        raise RuntimeError(f"--init {init}: its architecture {source.config.to_dict()} differs from "
-                           f"the one asked for {model.config.to_dict()}")
-    weights = {k: v for k, v in source.state_dict().items() if not k.endswith(TRAINING_ONLY)}
+    weights = {k: v for k, v in check_init(init, model.config).state_dict().items() if not k.endswith(TRAINING_ONLY)}
     model.load_state_dict(weights, strict=False)
     for name, stage in model.named_modules():
         if isinstance(stage, VQ) and f"{name}.codebook" in weights:
             stage.reset_ema()
+
+
+def check_init(init: str, config: CodecConfig) -> Codec:
+    """The model `init` names, if a model of `config` can start from it; else a one-line error."""
+    from .zoo import load_model
+
+    source = load_model(init).codec
+    if not _extends(source.config, config):
+        raise RuntimeError(f"--init {init}: its architecture {source.config.to_dict()} differs from "
+                           f"the one asked for {config.to_dict()}")
+    return source
 
 
 def _extends(old: CodecConfig, new: CodecConfig) -> bool:
