@@ -1,6 +1,6 @@
-"""Export the first K levels of a trained RVQ checkpoint as a model (how models/photo-rvq was made).
+"""Export the first K levels of a trained RVQ checkpoint as a model (how models/photo-rvq-v1 was made).
 
-    python benchmarks/export_rvq_prefix.py models/photo-rvq.ckpt 3 models/photo-rvq \
+    python benchmarks/export_rvq_prefix.py models/photo-rvq.ckpt 3 models/photo-rvq-v1 \
         --photos ../shared/data/photos/cbsd68 --crop 64 --crops 12000 --seed 0
 
 Encoder, decoder and the kept codebooks are the checkpoint's, unchanged; the static prior is refitted

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip.bench import bd_rate, bench_images, psnr, run_bench, ssim
+from vqzip.bench import bd_rate, bench_images, psnr, rate_at_psnr, run_bench, ssim
 from vqzip.bench import codecs as refcodecs
 from vqzip.bench.datasets import load_folder
 from vqzip.data import DataNotFound
@@ -71,6 +71,15 @@ def test_ssim_and_psnr_identity() -> None:
     assert 10 < psnr(img, noisy) < 40
     batch = np.stack([img, img])
     assert np.allclose(ssim(batch, np.stack([img, noisy])), [1.0, ssim(img, noisy)])
+
+
+def test_rate_at_psnr_reads_the_reference_between_its_points() -> None:
+    rate, dist = [4.0, 1.0, 2.0], [30.0, 20.0, 25.0]  # unsorted on purpose
+    assert rate_at_psnr(rate, dist, 25.0) == pytest.approx(2.0)
+    assert rate_at_psnr(rate, dist, 22.5) == pytest.approx(2 ** 0.5)  # log-linear, not linear (1.5)
+    assert rate_at_psnr(rate, dist, 30.0) == pytest.approx(4.0)
+    assert rate_at_psnr(rate, dist, 31.0) is None and rate_at_psnr(rate, dist, 19.0) is None
+    assert rate_at_psnr(rate[:1], dist[:1], 30.0) is None
 
 
 def test_bd_rate_known_curves() -> None:

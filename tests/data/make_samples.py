@@ -3,10 +3,13 @@
     python tests/data/make_samples.py
 
 Run once per format version with the shipped default model; the files are committed and must keep
-decoding with every later vqzip.
+decoding with every later vqzip. `--photo-v1` writes the file of the first photo model instead, which
+was shipped as photo-rvq and renamed photo-rvq-v1 when a 6-level photo-rvq replaced it: files name
+their model by id, so such a file must still find it.
 """
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -24,7 +27,19 @@ def sample() -> Image.Image:
         return Image.open(f).convert("RGB").crop((64, 40, 96, 72))
 
 
+def photo_v1_sample() -> None:
+    """A 64x64 crop at quality 2 with photo-rvq-v1 (model id 7dc6) and its context prior."""
+    with resources.files("vqzip.assets").joinpath("sample.png").open("rb") as f:
+        img = Image.open(f).convert("RGB").crop((48, 24, 112, 88))
+    img.save(HERE / "sample64.png")
+    m = api.load_model("photo-rvq-v1")
+    (HERE / "photo-rvq-v1-sample64.vqz").write_bytes(api.compress(img, m, 2))
+    np.save(HERE / "photo-rvq-v1-sample64-tokens.npy", api.image_tokens(np.asarray(img)[None], m, 2)[0].astype(np.uint8))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--photo-v1"]:
+        return photo_v1_sample()
     img = sample()
     img.save(HERE / "sample32.png")
     m = api.load_model("cifar10-rvq")

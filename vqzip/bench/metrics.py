@@ -12,6 +12,10 @@ PSNR (numpy.polyfit, degree 3, or len(points) - 1 when a curve has only 2 or 3 p
 both fits over the PSNR interval the two curves share, and turn the mean log-rate difference into a
 percentage: negative means the test curve needs fewer bits than the reference for the same PSNR.
 None when the curves' PSNR ranges do not overlap or a curve has fewer than 2 distinct points.
+
+Rate at equal PSNR: BD-rate averages over a range and can hide a curve that wins at one end and loses
+at the other, so each point is also compared with the reference's rate at its own PSNR, read off the
+reference's points by linear interpolation of log(rate) between the two that bracket it.
 """
 from __future__ import annotations
 
@@ -101,3 +105,12 @@ def bd_rate(ref_rate, ref_psnr, test_rate, test_psnr) -> float | None:
     avg = (int2 - int1) / (hi - lo)
     out = (10.0**avg - 1.0) * 100.0
     return float(out) if math.isfinite(out) else None
+
+
+def rate_at_psnr(ref_rate, ref_psnr, psnr_db: float) -> float | None:
+    """The reference curve's rate at this PSNR (log-linear between bracketing points), None outside it."""
+    order = np.argsort(np.asarray(ref_psnr, float))
+    d, r = np.asarray(ref_psnr, float)[order], np.asarray(ref_rate, float)[order]
+    if len(d) < 2 or (r <= 0).any() or not d[0] <= psnr_db <= d[-1]:
+        return None
+    return float(np.exp(np.interp(psnr_db, d, np.log(r))))

@@ -1,0 +1,64 @@
+"""How close each quality comes to the model's own autoencoder (no quantization at all).
+
+    python benchmarks/autoencoder_ceiling.py photo-rvq ../shared/data/kodak
+
+When the top RVQ levels add little PSNR, this tells why: if the unquantized autoencoder is barely
+better than the top quality, the ceiling is the encoder/decoder (more training or width), not the
+codebooks. PSNR per image on RGB uint8 (as `vqzip bench`), mean over the images; images are cropped
+to a multiple of the model's stride (Kodak needs no crop). Writes benchmarks/results/<data>-<model>-
+autoencoder_ceiling.json unless --out says otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vqzip.bench import psnr
+from vqzip.model import to_uint8, to_unit
+from vqzip.zoo import load_model
+
+
+def ceiling(model_name: str, folder: Path) -> dict:
+    model = load_model(model_name)
+    codec, stride = model.codec, model.codec.stride
+    rows: dict[str, list[float]] = {}
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    if not files:
+        raise SystemExit(f"no images in {folder}")
+    for path in files:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        rgb = np.array(rgb[: rgb.shape[0] // stride * stride, : rgb.shape[1] // stride * stride])
+        x = to_unit(torch.from_numpy(rgb)[None])
+        with torch.no_grad():
+            outputs = {"unquantized": codec.decoder(codec.encoder(x))}
+            for q in range(1, codec.qualities + 1):
+                outputs[f"quality {q}"] = codec.decode_tokens(codec.encode_tokens(x, q))
+        for key, y in outputs.items():
+            rows.setdefault(key, []).append(float(psnr(rgb, to_uint8(y)[0].numpy())))
+    return {"model": model.name, "model_id": f"{model.model_id:04x}", "images": str(folder), "n_images": len(files),
+            "psnr_db": {key: round(float(np.mean(v)), 3) for key, v in rows.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("images", type=Path, help="folder of test images")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    result = ceiling(args.model, args.images)
+    out = args.out or Path(__file__).parent / "results" / f"{args.images.name}-{result['model']}-autoencoder_ceiling.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result["psnr_db"].items():
+        print(f"{key:>12}: {value:.2f} dB")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
