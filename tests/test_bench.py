@@ -11,6 +11,7 @@ from PIL import Image
 
 from vqzip.bench import bd_rate, bench_images, psnr, rate_at_psnr, run_bench, ssim
 from vqzip.bench import codecs as refcodecs
+from vqzip.bench.report import equal_psnr
 from vqzip.bench.datasets import load_folder
 from vqzip.data import DataNotFound
 
@@ -80,6 +81,18 @@ def test_rate_at_psnr_reads_the_reference_between_its_points() -> None:
     assert rate_at_psnr(rate, dist, 30.0) == pytest.approx(4.0)
     assert rate_at_psnr(rate, dist, 31.0) is None and rate_at_psnr(rate, dist, 19.0) is None
     assert rate_at_psnr(rate[:1], dist[:1], 30.0) is None
+
+
+def test_equal_psnr_compares_each_point_with_each_reference() -> None:
+    pt = lambda codec, q, bits, db: {"codec": codec, "quality": q, "bits_per_image": bits, "psnr": db}
+    results = {"points": [pt("jpeg-420", 10, 100.0, 20.0), pt("jpeg-420", 50, 400.0, 30.0),
+                          pt("vqzip:m", 1, 50.0, 20.0), pt("vqzip:m", 2, 300.0, 25.0), pt("vqzip:m", 3, 500.0, 31.0)],
+               "bd_rate": [{"codec": "vqzip:m", "reference": "jpeg-420"}]}
+    rows = equal_psnr(results)
+    assert rows[("vqzip:m", 1)]["jpeg-420"] == pytest.approx(-50.0)  # half of JPEG's 100 bits
+    assert rows[("vqzip:m", 2)]["jpeg-420"] == pytest.approx(50.0)  # JPEG needs 200 at 25 dB (log-linear)
+    assert rows[("vqzip:m", 3)]["jpeg-420"] is None  # above JPEG's curve
+    assert set(rows) == {("vqzip:m", 1), ("vqzip:m", 2), ("vqzip:m", 3)}
 
 
 def test_bd_rate_known_curves() -> None:
@@ -224,3 +237,15 @@ def test_run_bench_with_vqzip_model(tiny_env: Path, tmp_path: Path) -> None:
 
     [recorded] = res["meta"]["vqzip_models"]  # traceable to the exact weights measured
     assert recorded["model_id"] == f"{load_model('tiny-rvq').model_id:04x}"
+    from rich.console import Console
+
+    from vqzip.bench.report import print_tables
+
+    console = Console(record=True, width=200)
+    print_tables(res, console)
+    text = console.export_text()
+    assert "BD-rate" in text and "at the same PSNR" in " ".join(text.split())  # titles wrap to the table
+    rows = [line.split("│")[1:-1] for line in text.splitlines()]
+    for q in (1, 2, 3):  # the equal-PSNR table's row (codec, q, one cell per reference) for each vqzip point
+        assert any(len(r) == 3 and r[:2] == [" vqzip:tiny-rvq ", f" {q} "] and r[2].strip().endswith(("%", "n/a"))
+                   for r in rows)

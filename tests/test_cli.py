@@ -187,3 +187,17 @@ def test_train_under_torchrun_exports_once(work):
     assert (work / "m.safetensors").is_file() and (work / "m.json").is_file()
     assert proc.stderr.count("wrote ") == 1 and "epoch 0/" not in proc.stderr
     assert run("encode", "img.png", "-m", work / "m.safetensors", cwd=work).returncode == 0
+
+
+def test_bench_reprints_an_earlier_runs_tables(tmp_path):
+    """`vqzip bench results.json` prints a committed run's tables again (with today's report, e.g.
+    the equal-PSNR table) without measuring anything; anything else gets a one-line error."""
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "kodak-photo" / "results.json"
+    proc = run("bench", committed, cwd=tmp_path, COLUMNS="200")
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = proc.stdout.decode()
+    assert "BD-rate" in text and "at the same PSNR" in text and "vqzip:photo-rvq" in text
+    assert not any(tmp_path.iterdir())  # nothing written
+    (tmp_path / "other.json").write_text('{"points": []}')
+    assert "not the results.json of a vqzip bench run" in one_line_error(run("bench", tmp_path / "other.json", cwd=tmp_path))
+    one_line_error(run("bench", tmp_path / "missing.json", cwd=tmp_path))

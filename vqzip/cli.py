@@ -340,7 +340,8 @@ def _names(value: Optional[str]) -> Optional[list[str]]:
 
 @app.command()
 def bench(
-    target: str = typer.Argument(..., help="'cifar10' (the 10,000 test images), 'kodak', or a folder of images."),
+    target: str = typer.Argument(..., help="'cifar10' (the 10,000 test images), 'kodak', a folder of images, "
+                                          "or the results.json of an earlier run (prints its tables again)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N images."),
     models: Optional[str] = typer.Option(None, "--models", help="Comma-separated vqzip models (default: all installed)."),
     codecs: Optional[str] = typer.Option(None, "--codecs", help="Comma-separated references: png,jpeg,webp,avif,jxl (default: all)."),
@@ -352,12 +353,29 @@ def bench(
     from .bench import run_bench
     from .data import DataNotFound
 
+    if target.endswith(".json"):
+        return _reprint(Path(target))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         run_bench(target, limit=limit, models=_names(models), codecs=_names(codecs), out=out_dir, data=data,
                   quiet=quiet, command="vqzip " + " ".join(sys.argv[1:]))
     except (DataNotFound, ValueError, VqzipError, OSError) as exc:
         _fail(_one_line(exc))
+
+
+def _reprint(path: Path) -> None:
+    """The tables of an earlier bench run, from its results.json (nothing is measured again)."""
+    import json
+
+    from .bench.report import print_tables
+
+    try:
+        results = json.loads(path.read_text())
+        print_tables(results, out)
+    except OSError as exc:
+        _fail(_one_line(exc))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _fail(f"{path} is not the results.json of a vqzip bench run ({_one_line(exc)})")
 
 
 @app.command()

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .metrics import PSNR_CAP_DB
+from .metrics import PSNR_CAP_DB, rate_at_psnr
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -42,10 +42,47 @@ def print_tables(results: dict[str, Any], console) -> None:
             b.add_row(r["codec"], r["reference"], "n/a" if v is None else f"{v:+.1f} %",
                       "none" if ov is None else f"{ov[0]:.1f} - {ov[1]:.1f}")
         console.print(b)
+        _print_equal_psnr_table(results, console)
     _print_prior_table(results, console)
     for note in meta["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"[dim]{meta['metadata']}[/dim]")
+
+
+def equal_psnr(results: dict[str, Any]) -> dict[tuple[str, int], dict[str, float | None]]:
+    """For each vqzip point: how many more bits (percent, negative = fewer) it needs than each lossy
+    reference at the same PSNR, or None where that PSNR is outside the reference's curve. BD-rate
+    averages a range; this shows where along it a curve wins or loses."""
+    references = list(dict.fromkeys(r["reference"] for r in results["bd_rate"]))
+    curves = {ref: ([p["bits_per_image"] for p in results["points"] if p["codec"] == ref],
+                    [p["psnr"] for p in results["points"] if p["codec"] == ref]) for ref in references}
+    out = {}
+    for p in results["points"]:
+        if p["codec"].startswith("vqzip:"):
+            rates = {ref: rate_at_psnr(*curves[ref], p["psnr"]) for ref in references}
+            out[(p["codec"], p["quality"])] = {ref: None if r is None else 100.0 * (p["bits_per_image"] / r - 1)
+                                               for ref, r in rates.items()}
+    return out
+
+
+def _print_equal_psnr_table(results: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    rows = equal_psnr(results)
+    if not rows:
+        return
+    references = list(next(iter(rows.values())))
+    t = Table(title="vqzip bits vs each reference at the same PSNR",
+              caption="negative = fewer bits than the reference; n/a = outside its PSNR range")
+    for col in ("codec", "q", *references):
+        t.add_column(col, justify="left" if col == "codec" else "right")
+    prev = None
+    for (codec, q), diffs in rows.items():
+        if prev is not None and codec != prev:
+            t.add_section()
+        prev = codec
+        t.add_row(codec, str(q), *("n/a" if d is None else f"{d:+.0f} %" for d in diffs.values()))
+    console.print(t)
 
 
 def _print_prior_table(results: dict[str, Any], console) -> None:
