@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from vqzip.bench import rate_at_psnr
+from vqzip.bench.report import reference_curves
 from vqzip.zoo import load_model
 
 
@@ -28,9 +29,8 @@ def kodak_section(name: str, model_id: str, results: dict, source: Path) -> dict
     if measured.get(f"vqzip:{name}") != model_id:
         raise SystemExit(f"{source} measured {name} as model id {measured.get(f'vqzip:{name}')}, not {model_id}")
     points = {(p["codec"], p["quality"]): p for p in results["points"]}
-    references = sorted({r["reference"] for r in results["bd_rate"]})
-    curves = {ref: ([p["bpp"] for p in results["points"] if p["codec"] == ref],
-                    [p["psnr"] for p in results["points"] if p["codec"] == ref]) for ref in references}
+    curves = dict(sorted(reference_curves(results, "bpp").items()))
+    references = list(curves)
     rows = []
     for (codec, q), p in sorted(points.items(), key=lambda kv: kv[0][1]):
         if codec != f"vqzip:{name}":

@@ -160,6 +160,16 @@ def test_train_prior_on_a_photo_folder(work, tiny_env):
     assert run("decode", "img.vqz", "-m", models / "tiny-rvq.safetensors", "-o", "b.png", cwd=work).returncode == 0
 
 
+def test_train_prior_refuses_a_width_that_cannot_be_exact(work, tiny_env):
+    """Checked before any data is read or tokens computed, not after the training."""
+    from vqzip.context import MAX_DIM
+
+    proc = run("train-prior", tiny_env / "tiny-rvq.safetensors", "--dim", MAX_DIM + 1, "--data", work / "missing", cwd=work)
+    line = one_line_error(proc, 2)
+    assert f"at most {MAX_DIM}" in line
+    assert f"4..{MAX_DIM}" in run("train-prior", "--help", cwd=work, COLUMNS="200").stdout.decode()
+
+
 def test_train_init_errors_are_one_line(work, tiny_env):
     """--init names a model that is missing, or one of another architecture: one line, exit 1."""
     photos = work / "photos"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqzip.context import (ACT_MAX, BLOCK, GROUPS, SAME_OFFSETS, ContextConfig, ContextNet, IntegerContext, group_map,
+from vqzip.context import (ACT_MAX, BLOCK, GROUPS, MAX_DIM, SAME_OFFSETS, ContextConfig, ContextNet, IntegerContext, group_map,
                            coding_spans, level_bags, raster_chunk, same_bags, schedule)
 from vqzip.prior_training import PriorTrainConfig, train_context
 from vqzip.priors import ContextPrior, StaticPrior
@@ -179,3 +179,11 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     resumed = train_context(tokens, 8, cfg, tmp_path / "b.ckpt", resume=True)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_widest_prior_is_exact_and_wider_is_refused() -> None:
+    """MAX_DIM is the widest network IntegerContext accepts; a wider config is refused up front."""
+    cfg = ContextConfig(levels=1, vocab=4, dim=MAX_DIM)
+    IntegerContext(cfg, ContextNet(cfg).to_integer())
+    with pytest.raises(ValueError, match="not be exact"):
+        ContextConfig(levels=1, vocab=4, dim=MAX_DIM + 1)

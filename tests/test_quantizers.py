@@ -186,3 +186,19 @@ def test_vq_kmeans_init_uses_the_codebook() -> None:
     assert bool(q.initialised)
     with torch.no_grad():
         assert q.eval()(z).stats["utilisation"] >= 0.75
+
+
+def test_nearest_is_the_exact_argmin_with_first_index_ties() -> None:
+    """The CPU fast path (numpy's argmin) picks what torch's argmin picks, ties included."""
+    from vqzip.quantizers.vq import nearest
+
+    codebook = torch.randn(64, 8)
+    codebook[10] = codebook[3]  # equal rows: every distance ties, the first index must win
+    x = torch.cat([torch.randn(500, 8), codebook[3:4].repeat(4, 1)])
+    expected = (torch.cdist(x, codebook) ** 2).argmin(1)
+    got = nearest(x, codebook)
+    assert got.dtype == torch.int64
+    assert (got[-4:] == 3).all()
+    distance = torch.addmm(codebook.pow(2).sum(1), x, codebook.t(), alpha=-2)
+    assert torch.equal(got, distance.argmin(1))
+    assert (got == expected).float().mean() > 0.99  # cdist rounds differently only on near-ties

@@ -556,7 +556,8 @@ def train_prior(
     epochs: int = typer.Option(4, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(3e-3, "--lr"),
-    dim: int = typer.Option(64, "--dim", help="Width of the context network.", min=4, max=256),
+    dim: int = typer.Option(64, "--dim", help="Width of the context network, 4..195 (wider integer sums would not be exact).",
+                            min=4),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder holding CIFAR-10 (default: $VQZIP_DATA, the cache, or download)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Train on the first N images only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -573,9 +574,12 @@ def train_prior(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import zoo
+    from .context import MAX_DIM
     from .evaluate import measure_priors
     from .prior_training import PriorTrainConfig, finished_epochs, model_tokens, train_context
 
+    if dim > MAX_DIM:
+        _fail(f"--dim {dim} is too wide: at most {MAX_DIM} keeps the prior's integer sums exact", 2)
     try:
         m = zoo.load_model(model)
     except VqzipError as exc:

@@ -42,6 +42,9 @@ LUT_SIZE = 32 * 14  # exp(-14) * 2^16 < 1: beyond this every symbol gets the flo
 LUT_ONE = 1 << 16
 EXACT_LIMIT = 1 << 24  # float32 represents every integer below this exactly
 BIAS_LIMIT = 1 << 20
+# the widest network whose worst-case sums (d products of int8 values, plus a bias) stay exact with
+# the margin IntegerContext._check asks for
+MAX_DIM = (EXACT_LIMIT // 4 - 1 - BIAS_LIMIT) // (ACT_MAX * ACT_MAX)
 
 
 def group_map(h: int, w: int) -> np.ndarray:
@@ -71,6 +74,10 @@ class ContextConfig:
     levels: int
     vocab: int
     dim: int = 64
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.dim <= MAX_DIM:
+            raise ValueError(f"context prior width {self.dim} outside 1..{MAX_DIM} (wider sums would not be exact)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -332,15 +339,18 @@ class IntegerContext:
         with _ieee_float32():
             (h, lo), d = self.cfg.split, self.cfg.dim
             rows, flat = a1.reshape(-1, d), hi.reshape(-1)
-            # every high part's S logits in one matmul, then each row keeps its own: 16x the
-            # arithmetic of one matmul per high part, but one BLAS call instead of 16 gathers
-            every = torch.addmm(self.blo[level].reshape(-1), rows, self.wlo[level].reshape(h * lo, d).t())
-            logits = every.view(-1, h, lo)[torch.arange(len(flat)), flat]
-            logits = logits.view(*hi.shape, lo)
+            # rows sorted by high part, one matmul per high part: each row meets only its own S x D
+            # weights (computing all H x S logits and keeping S would cost H times the arithmetic)
+            order = torch.argsort(flat, stable=True)
+            ends = torch.bincount(flat, minlength=h).cumsum(0).tolist()
+            sorted_rows, logits = rows[order], torch.empty(len(flat), lo)
+            for part, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
+                if end > start:
+                    torch.addmm(self.blo[level, part], sorted_rows[start:end], self.wlo[level, part].t(), out=logits[start:end])
+            logits = torch.empty_like(logits).index_copy_(0, order, logits).view(*hi.shape, lo)
             freq = self._tables(logits, self.inv["lo"][level])
-        invalid = hi[..., None].numpy() * self.cfg.split[1] + np.arange(freq.shape[-1]) >= self.cfg.vocab
-        if invalid.any():
-            freq[invalid] = 1.0  # codes past K never occur; the decoder refuses them
+        if h * lo > self.cfg.vocab:  # codes past K never occur; the decoder refuses them
+            freq[hi[..., None].numpy() * lo + np.arange(lo) >= self.cfg.vocab] = 1.0
         return freq
 
     def _tables(self, logits: Tensor, inv: float) -> np.ndarray:

@@ -49,13 +49,20 @@ def print_tables(results: dict[str, Any], console) -> None:
     console.print(f"[dim]{meta['metadata']}[/dim]")
 
 
+def reference_curves(results: dict[str, Any], rate: str) -> dict[str, tuple[list[float], list[float]]]:
+    """(rates, PSNRs) of each lossy reference codec of a bench run (those it computed BD-rates
+    against), in first-seen order; `rate` is the point field to use ("bits_per_image" or "bpp")."""
+    references = dict.fromkeys(r["reference"] for r in results["bd_rate"])
+    return {ref: ([p[rate] for p in results["points"] if p["codec"] == ref],
+                  [p["psnr"] for p in results["points"] if p["codec"] == ref]) for ref in references}
+
+
 def equal_psnr(results: dict[str, Any]) -> dict[tuple[str, int], dict[str, float | None]]:
     """For each vqzip point: how many more bits (percent, negative = fewer) it needs than each lossy
     reference at the same PSNR, or None where that PSNR is outside the reference's curve. BD-rate
     averages a range; this shows where along it a curve wins or loses."""
-    references = list(dict.fromkeys(r["reference"] for r in results["bd_rate"]))
-    curves = {ref: ([p["bits_per_image"] for p in results["points"] if p["codec"] == ref],
-                    [p["psnr"] for p in results["points"] if p["codec"] == ref]) for ref in references}
+    curves = reference_curves(results, "bits_per_image")
+    references = list(curves)
     out = {}
     for p in results["points"]:
         if p["codec"].startswith("vqzip:"):

@@ -6,6 +6,7 @@ random latents of the current batch, the two standard cures for codebook collaps
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,8 +28,12 @@ def kmeans(x: Tensor, k: int, iters: int = 10) -> Tensor:
 
 def nearest(x: Tensor, codebook: Tensor) -> Tensor:
     """Index of the nearest codebook row for each row of x, by squared L2 distance. |x|^2 is the same
-    for every code, so the argmin needs only |c|^2 - 2 x.c: one fused matrix product, no (N, K) sums."""
-    return torch.addmm(codebook.pow(2).sum(1), x, codebook.t(), alpha=-2).argmin(1)
+    for every code, so the argmin needs only |c|^2 - 2 x.c: one fused matrix product, no (N, K) sums.
+    On CPU numpy's argmin is several times faster than torch's, with the same tie rule (first index)."""
+    distance = torch.addmm(codebook.pow(2).sum(1), x, codebook.t(), alpha=-2)
+    if distance.device.type == "cpu":
+        return torch.from_numpy(np.argmin(distance.detach().numpy(), 1).astype(np.int64))
+    return distance.argmin(1)
 
 
 def _all_reduce(t: Tensor) -> Tensor:
