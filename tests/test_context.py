@@ -142,6 +142,8 @@ def test_independent_of_batch_threads_and_chunking(trained, monkeypatch: pytest.
         one_by_one = [prior.encode(tokens[i: i + 1])[0][0] for i in range(64)]
         torch.set_num_threads(2)
         assert [p for p, _ in prior.encode(tokens[:64])] == one_by_one
+        monkeypatch.setattr(priors, "PENDING_ENTRIES", 1)  # the coder called for every level, not once
+        assert [p for p, _ in prior.encode(tokens[:64])] == one_by_one
         monkeypatch.setattr(priors, "MAX_ROWS", 64)  # a few images at a time
         assert np.array_equal(prior.decode(one_by_one, 3, 8, 8), tokens[:64])
     finally:

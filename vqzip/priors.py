@@ -20,6 +20,7 @@ from .errors import FormatError
 PREFIX = "prior.static."  # tensor names inside the model's safetensors file
 CONTEXT_PREFIX = "prior.context."  # tensor names inside the model's companion .prior.safetensors file
 MAX_ROWS = 1 << 14  # token tables computed at once (x K x 8 bytes): bounds memory on large images
+PENDING_ENTRIES = 1 << 22  # table entries (x 8 bytes, 32 MB) held back so the coder is called once per image for many levels
 
 
 @dataclass
@@ -131,14 +132,17 @@ class ContextPrior:
         for part in self._batches(n, h, w):
             t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
             encoders, bits = [TokenEncoder() for _ in range(len(t))], np.zeros(len(t))
+            pending: list[tuple[np.ndarray, np.ndarray]] = []
             for _, blocks, hi, hi_freq, lo, lo_freq in self._known_spans(t, levels):
                 bits += _ideal_bits(hi, hi_freq) + _ideal_bits(lo, lo_freq)
-                pending, start = [], 0
+                start = 0
                 for length in blocks:
                     cut = slice(start, start + length)
                     pending += [(hi[:, cut], hi_freq[:, cut]), (lo[:, cut], lo_freq[:, cut])]
                     start = cut.stop
-                _code_in_order(encoders, pending)
+                if sum(f.size for _, f in pending) >= PENDING_ENTRIES:
+                    _code_in_order(encoders, pending)
+            _code_in_order(encoders, pending)
             out += [(e.finish(), float(b)) for e, b in zip(encoders, bits)]
         return out
 
