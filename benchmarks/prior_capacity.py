@@ -51,18 +51,20 @@ def main() -> None:
     m = load_model(args.model)
     out = args.out or ROOT / "results" / f"prior_capacity-{m.name}.json"
     done = json.loads(out.read_text())["widths"] if out.exists() else {}
+    todo = [dim for dim in args.dims if str(dim) not in done]
+    if not todo:
+        print(f"every width is already in {out}")
+        return
 
     train = model_tokens(m, load_cifar10("train", args.data)[0][: args.train])
     test = model_tokens(m, load_cifar10("test", args.data)[0][: args.test])
     static = m.prior.level_bits(test).mean(0)
     shipped = m.context.level_bits(test).mean(0) if m.context is not None else None
-    for dim in args.dims:
-        if str(dim) in done:
-            continue
+    for dim in todo:
         cfg = PriorTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=dim, device="cpu")
         start = time.perf_counter()
         net = train_context(train, m.codec.quantizer.vocab_sizes[0], cfg, ROOT.parent / "runs" / "prior_capacity" / f"{m.name}-d{dim}.ckpt",
-                            resume=True, on_step=None)
+                            resume=True)
         bits = ContextPrior(net.cfg, net.to_integer()).level_bits(test).mean(0)
         done[str(dim)] = {"parameters": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.perf_counter() - start),
                           "bits_per_level": [round(float(b), 2) for b in bits], "saving_percent": savings(bits, static)}

@@ -32,7 +32,7 @@ def nearest(x: Tensor, codebook: Tensor) -> Tensor:
     On CPU numpy's argmin is several times faster than torch's, with the same tie rule (first index)."""
     distance = torch.addmm(codebook.pow(2).sum(1), x, codebook.t(), alpha=-2)
     if distance.device.type == "cpu":
-        return torch.from_numpy(np.argmin(distance.detach().numpy(), 1).astype(np.int64))
+        return torch.from_numpy(np.argmin(distance.detach().numpy(), 1).astype(np.int64, copy=False))
     return distance.argmin(1)
 
 
