@@ -74,6 +74,29 @@ def test_float32_evaluation_equals_int64_reference(trained) -> None:
         assert np.array_equal(lo, ref_lo[np.arange(len(ref_lo)), hi.reshape(-1).numpy()])
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (70, 80)])
+def test_encoder_tables_equal_int64_reference(trained, shape: tuple[int, int]) -> None:
+    """The encoder's path (known_gaps: whole spans, column sums kept in coding order) builds the
+    reference tables too, on a grid of one span and on one of several."""
+    net, _ = trained
+    integer = net.to_integer()
+    model = IntegerContext(net.cfg, integer)
+    tokens = _tokens(2, 3, *shape, 20, seed=3)
+    spans = coding_spans(*shape)
+    assert (len(spans) > 1) == (shape[0] * shape[1] > BLOCK)
+    seen = {level: 0 for level in range(3)}
+    references = {level: _reference_tables(integer, net.cfg, tokens, level)[0] for level in range(3)}
+    for level, _, hi, hi_gaps, lo, lo_gaps in model.known_gaps(torch.from_numpy(tokens), 3):
+        span = spans[seen[level]][0].flat.numpy()
+        seen[level] += 1
+        ref_hi, ref_lo, _ = references[level]
+        rows = (np.arange(2)[:, None] * shape[0] * shape[1] + span).ravel()  # image-major raster rows of the span
+        assert np.array_equal(model.tables(hi_gaps).reshape(-1, net.cfg.split[0]), ref_hi[rows])
+        assert np.array_equal(model.tables(lo_gaps).reshape(-1, net.cfg.split[1]), ref_lo[rows, hi.ravel()])
+        assert np.array_equal(hi * net.cfg.split[1] + lo, tokens[:, level].reshape(2, -1)[:, span])
+    assert seen == {level: len(spans) for level in range(3)}
+
+
 def test_group_pattern_covers_and_orders() -> None:
     g = group_map(9, 7)
     assert set(np.unique(g)) == set(range(GROUPS))
@@ -148,6 +171,23 @@ def test_independent_of_batch_threads_and_chunking(trained, monkeypatch: pytest.
         assert np.array_equal(prior.decode(one_by_one, 3, 8, 8), tokens[:64])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_coding_in_pieces_changes_no_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With high and low parts of equal width (K = 16: 4 x 4), the coder takes runs across blocks and
+    levels; cutting them into pieces of any size, or into one image at a time, gives the same bytes."""
+    import vqzip.priors as priors
+
+    cfg = ContextConfig(levels=2, vocab=16, dim=8)
+    assert cfg.split == (4, 4)
+    torch.manual_seed(0)
+    prior = ContextPrior(cfg, ContextNet(cfg).to_integer())
+    tokens = _tokens(5, 2, 30, 20, 16, seed=2)
+    whole = prior.encode(tokens)
+    monkeypatch.setattr(priors, "TABLE_ENTRIES", 1)  # every part its own piece, one image at a time
+    assert [p for p, _ in prior.encode(tokens)] == [p for p, _ in whole]
+    assert np.allclose([b for _, b in prior.encode(tokens)], [b for _, b in whole])
+    assert np.array_equal(prior.decode([p for p, _ in whole], 2, 30, 20), tokens)
 
 
 def test_survives_reduced_precision_settings(trained) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -196,6 +196,44 @@ def column_rows(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
     return cfg.rows["column"][0] + level * cfg.vocab + tokens[:, level]
 
 
+@lru_cache(maxsize=64)
+def span_sources(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """For each span of coding_spans(h, w): where each position's 16 same-level and 9 coarser-level
+    context tokens sit in cat(level padded by 2, coarser level padded by 1), flattened (a neighbour
+    not decoded yet points at a padding cell, which holds 'unknown'), and the position's group."""
+    same_size = (h + 4) * (w + 4)
+    groups = group_map(h, w).ravel()
+    out = []
+    for span, _ in coding_spans(h, w):
+        ii, jj = span.flat.numpy() // w, span.flat.numpy() % w
+        coarse = np.stack([(ii + 1 + di) * (w + 2) + jj + 1 + dj for di, dj in COARSE_OFFSETS], 1)
+        same = np.where(span.known.numpy(), span.neighbours.numpy(), 0)
+        out.append((np.concatenate([same, same_size + coarse], 1), groups[span.flat.numpy()]))
+    return tuple(out)
+
+
+def bag_source(tokens: Tensor, cfg: ContextConfig, level: int) -> np.ndarray:
+    """(N, P) what known_bags gathers from: `level` padded by 2 and the coarser level padded by 1
+    ('unknown' for level 0), flattened and joined."""
+    n, _, h, w = tokens.shape
+    coarse = tokens[:, level - 1] if level > 0 else torch.full((n, h, w), cfg.vocab)
+    return torch.cat([F.pad(tokens[:, level], (2, 2, 2, 2), value=cfg.vocab).flatten(1),
+                      F.pad(coarse, (1, 1, 1, 1), value=cfg.vocab).flatten(1)], 1).numpy()
+
+
+def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, index: np.ndarray, groups: np.ndarray) -> Tensor:
+    """Embedding rows (N * n, 26) of everything the positions of a span see when every token is
+    known: what same_bags and level_bags give, in one gather. `source` is bag_source(), `index`
+    and `groups` the span's entry of span_sources()."""
+    k, rows = cfg.vocab, cfg.rows
+    offsets = np.concatenate([rows["same"][0] + np.arange(len(SAME_OFFSETS)) * (k + 1),
+                              rows["coarse"][0] + np.arange(len(COARSE_OFFSETS)) * (k + 1)])
+    bags = np.empty((len(source), len(groups), index.shape[1] + 1), np.int64)
+    np.add(np.take(source, index, axis=1), offsets, out=bags[..., :-1])  # numpy's take: twice torch's speed here
+    bags[..., -1] = rows["site"][0] + level * GROUPS + groups
+    return torch.from_numpy(bags.reshape(-1, bags.shape[-1]))
+
+
 def _fake_quant(x: Tensor, scale: float, limit: int = ACT_MAX) -> Tensor:
     """Round to the fixed-point grid in the forward pass, identity in the backward pass."""
     q = torch.clamp(torch.round(x * scale), -limit, limit) / scale
@@ -293,8 +331,15 @@ class IntegerContext:
         self.w1, self.b1, self.whi, self.bhi, self.wlo, self.blo = (f32(n) for n in ("w1", "b1", "whi", "bhi", "wlo", "blo"))
         # powers of two: multiplying by them is exact
         self.inv = {n: [2.0 ** -int(s) for s in tensors["shift" + n]] for n in ("1", "hi", "lo")}
-        self.lut = np.asarray(tensors["lut"], dtype=np.float64)
+        self._check_lut(tensors["lut"])
+        # LUT entries, and after them (index LUT_SIZE) the floor count 1 that codes past K get
+        self.lut = np.append(np.asarray(tensors["lut"], dtype=np.float64), 1.0)
         self._check()
+
+    @staticmethod
+    def _check_lut(lut: np.ndarray) -> None:
+        if np.shape(lut) != (LUT_SIZE,) or np.min(lut) < 1:
+            raise ValueError("context prior LUT is malformed")
 
     def _check(self) -> None:
         """Refuse tensors of the wrong shape, and weights whose worst-case sums could leave the
@@ -305,8 +350,6 @@ class IntegerContext:
         for name, shape in shapes.items():
             if tuple(getattr(self, name).shape) != shape:
                 raise ValueError(f"context prior tensor {name} has shape {tuple(getattr(self, name).shape)}, not {shape}")
-        if len(self.lut) != LUT_SIZE or self.lut.min() < 1:
-            raise ValueError("context prior LUT is malformed")
         worst = max(cfg.bag_size * ACT_MAX, d * ACT_MAX * ACT_MAX + BIAS_LIMIT)
         if any(float(t.abs().max()) > ACT_MAX for t in (self.embed, self.w1, self.whi, self.wlo)) or worst * 4 >= EXACT_LIMIT:
             raise ValueError("context prior exceeds the exact integer range of float32")
@@ -323,39 +366,85 @@ class IntegerContext:
 
     def hidden(self, tokens: Tensor, level: int, chunk: Chunk, fixed: Tensor) -> Tensor:
         """a1 (N, len(chunk), D) of the chunk's positions of `level`; `fixed` is level_features()."""
+        h0 = F.embedding_bag(same_bags(tokens, self.cfg, level, chunk), self.embed, mode="sum")
+        return self._activate(h0.view(tokens.shape[0], len(chunk), -1).add_(fixed[:, chunk.flat]), level)
+
+    def known_gaps(self, tokens: Tensor, levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(level, block lengths, hi, hi gaps, lo, lo gaps) of tokens (N, L, h, w) that are all known
+        (encoding, measuring bits), span by span in coding order (coding_spans): the tables the
+        decoder builds block by block, with fewer and larger steps. A span's context is gathered
+        into one embedding bag, and the coarser levels' column sum is kept in coding order, so a
+        span reads a contiguous slice of it."""
+        n, _, h, w = tokens.shape
+        spans = coding_spans(h, w)
+        order = torch.cat([span.flat for span, _ in spans])
+        column = torch.zeros(n, h * w, self.cfg.dim)
+        size = self.cfg.split[1]
+        for level in range(levels):
+            codes, source = tokens[:, level].flatten(1), bag_source(tokens, self.cfg, level)
+            start = 0
+            for (span, blocks), (index, groups) in zip(spans, span_sources(h, w)):
+                bags = known_bags(source, self.cfg, level, index, groups)
+                h0 = F.embedding_bag(bags, self.embed, mode="sum").view(n, len(span), -1)
+                a1 = self._activate(h0.add_(column[:, start: start + len(span)]), level)
+                code = codes[:, span.flat].numpy()
+                hi, lo = code // size, code % size
+                yield level, blocks, hi, self.hi_gaps(a1, level), lo, self.lo_gaps(a1, level, hi)
+                start += len(span)
+            if level + 1 < levels:  # a block at a time: no second (N, h * w, D) array on large images
+                rows = column_rows(tokens, self.cfg, level).flatten(1)[:, order]
+                for first in range(0, h * w, BLOCK):
+                    column[:, first: first + BLOCK].add_(F.embedding(rows[:, first: first + BLOCK], self.embed))
+
+    def _activate(self, h0: Tensor, level: int) -> Tensor:
+        """a1 of h0, the summed embeddings (N, n, D), which it overwrites."""
         with _ieee_float32():
-            h0 = F.embedding_bag(same_bags(tokens, self.cfg, level, chunk), self.embed, mode="sum")
-            h0 = h0.view(tokens.shape[0], len(chunk), -1).add_(fixed[:, chunk.flat]).clamp_(0, ACT_MAX)
-            a1 = torch.matmul(h0, self.w1[level].t()).add_(self.b1[level])
+            a1 = torch.matmul(h0.clamp_(0, ACT_MAX), self.w1[level].t()).add_(self.b1[level])
             return a1.mul_(self.inv["1"][level]).add_(0.5).floor_().clamp_(0, ACT_MAX)
 
     def hi_tables(self, a1: Tensor, level: int) -> np.ndarray:
         """Tables (N, n, H) of the high part of each token, as float64 (the form the coder takes)."""
-        with _ieee_float32():
-            return self._tables(torch.matmul(a1, self.whi[level].t()).add_(self.bhi[level]), self.inv["hi"][level])
+        return self.tables(self.hi_gaps(a1, level))
 
     def lo_tables(self, a1: Tensor, level: int, hi: Tensor) -> np.ndarray:
         """Tables (N, n, S) of the low part given the high part hi (N, n)."""
+        return self.tables(self.lo_gaps(a1, level, hi.numpy()))
+
+    def tables(self, gaps: np.ndarray) -> np.ndarray:
+        """Frequency tables (float64, integer valued) of LUT indices from hi_gaps() or lo_gaps(). The
+        tables are a lookup of the indices, so indices can be stored (2 bytes an entry) and looked up
+        later, all at once."""
+        return np.take(self.lut, gaps)
+
+    def hi_gaps(self, a1: Tensor, level: int) -> np.ndarray:
+        """LUT indices (N, n, H), int16, of the high part of each token."""
         with _ieee_float32():
-            (h, lo), d = self.cfg.split, self.cfg.dim
-            rows, flat = a1.reshape(-1, d), hi.reshape(-1)
-            # rows sorted by high part, one matmul per high part: each row meets only its own S x D
-            # weights (computing all H x S logits and keeping S would cost H times the arithmetic)
-            order = torch.argsort(flat, stable=True)
-            ends = torch.bincount(flat, minlength=h).cumsum(0).tolist()
-            sorted_rows, logits = rows[order], torch.empty(len(flat), lo)
+            return self._gaps(torch.matmul(a1, self.whi[level].t()).add_(self.bhi[level]), self.inv["hi"][level])
+
+    def lo_gaps(self, a1: Tensor, level: int, hi: np.ndarray) -> np.ndarray:
+        """LUT indices (N, n, S), int16, of the low part given the high part hi (N, n)."""
+        (h, lo), d = self.cfg.split, self.cfg.dim
+        rows, flat = a1.reshape(-1, d), hi.reshape(-1)
+        # rows sorted by high part (numpy's radix sort), one matmul per high part: each row meets only
+        # its own S x D weights (computing all H x S logits and keeping S would cost H times the arithmetic)
+        order = torch.from_numpy(np.argsort(flat.astype(np.uint16), kind="stable"))
+        ends = np.bincount(flat, minlength=h).cumsum().tolist()
+        sorted_rows, logits = torch.index_select(rows, 0, order), torch.empty(len(flat), lo)
+        with _ieee_float32():
             for part, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
                 if end > start:
                     torch.addmm(self.blo[level, part], sorted_rows[start:end], self.wlo[level, part].t(), out=logits[start:end])
-            logits = torch.empty_like(logits).index_copy_(0, order, logits).view(*hi.shape, lo)
-            freq = self._tables(logits, self.inv["lo"][level])
+        logits = torch.empty_like(logits).index_copy_(0, order, logits)
+        gaps = self._gaps(logits, self.inv["lo"][level]).reshape(*hi.shape, lo)
         if h * lo > self.cfg.vocab:  # codes past K never occur; the decoder refuses them
-            freq[hi[..., None].numpy() * lo + np.arange(lo) >= self.cfg.vocab] = 1.0
-        return freq
+            gaps[hi[..., None] * lo + np.arange(lo) >= self.cfg.vocab] = LUT_SIZE  # the floor count 1
+        return gaps
 
-    def _tables(self, logits: Tensor, inv: float) -> np.ndarray:
+    @staticmethod
+    def _gaps(logits: Tensor, inv: float) -> np.ndarray:
+        """LUT index of each logit: its distance below the row's largest, in LUT steps."""
         gap = logits.sub_(logits.amax(-1, keepdim=True)).mul_(-inv).floor_().clamp_(max=LUT_SIZE - 1)
-        return self.lut[gap.to(torch.int32).numpy()]
+        return gap.to(torch.int16).numpy()
 
 
 class _ieee_float32:

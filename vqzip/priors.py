@@ -9,7 +9,7 @@ a file of quality q holds levels 0..q-1. Every table entry is at least 1: any to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,8 +19,9 @@ from .errors import FormatError
 
 PREFIX = "prior.static."  # tensor names inside the model's safetensors file
 CONTEXT_PREFIX = "prior.context."  # tensor names inside the model's companion .prior.safetensors file
-MAX_ROWS = 1 << 14  # token tables computed at once (x K x 8 bytes): bounds memory on large images
-PENDING_ENTRIES = 1 << 22  # table entries (x 8 bytes, 32 MB) held back so the coder is called once per image for many levels
+MAX_ROWS = 1 << 14  # token tables computed at once (float32 logits, x K x 4 bytes): bounds memory on large images
+PENDING_ENTRIES = 1 << 22  # table entries (x 2 bytes, 8 MB) held back so the coder is called once per image for many levels
+TABLE_ENTRIES = 1 << 17  # table entries (x 8 bytes, 1 MB) looked up at once: the coder reads them from cache
 
 
 @dataclass
@@ -101,27 +102,15 @@ class ContextPrior:
             yield lvl, self.model.level_features(t, lvl, column)
             column = self.model.add_column(t, lvl, column)
 
-    def _known_spans(self, t: Any, levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """(level, block lengths, hi, hi tables, lo, lo tables) of known tokens t (N, L, h, w), span by
-        span in coding order (context.coding_spans)."""
-        from .context import coding_spans
-
-        spans = coding_spans(*t.shape[-2:])
-        for lvl, fixed in self._levels(t, levels):
-            for span, blocks in spans:
-                a1 = self.model.hidden(t, lvl, span, fixed)
-                code = t[:, lvl].flatten(1)[:, span.flat]
-                hi, lo = code // self.config.split[1], code % self.config.split[1]
-                yield lvl, blocks, hi.numpy(), self.model.hi_tables(a1, lvl), lo.numpy(), self.model.lo_tables(a1, lvl, hi)
-
     def level_bits(self, tokens: np.ndarray) -> np.ndarray:
         """Ideal bits (N, L) of each image's tokens (N, L, h, w), level by level."""
         n, levels, h, w = tokens.shape
         bits = np.zeros((n, levels))
+        tables = self.model.tables
         for part in self._batches(n, h, w):
             t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
-            for lvl, _, hi, hi_freq, lo, lo_freq in self._known_spans(t, levels):
-                bits[part, lvl] += _ideal_bits(hi, hi_freq) + _ideal_bits(lo, lo_freq)
+            for lvl, _, hi, hi_gaps, lo, lo_gaps in self.model.known_gaps(t, levels):
+                bits[part, lvl] += _ideal_bits(hi, tables(hi_gaps)) + _ideal_bits(lo, tables(lo_gaps))
         return bits
 
     def encode(self, tokens: np.ndarray) -> list[tuple[bytes, float]]:
@@ -132,17 +121,16 @@ class ContextPrior:
         for part in self._batches(n, h, w):
             t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
             encoders, bits = [TokenEncoder() for _ in range(len(t))], np.zeros(len(t))
-            pending: list[tuple[np.ndarray, np.ndarray]] = []
-            for _, blocks, hi, hi_freq, lo, lo_freq in self._known_spans(t, levels):
-                bits += _ideal_bits(hi, hi_freq) + _ideal_bits(lo, lo_freq)
+            pending: list[tuple[np.ndarray, np.ndarray]] = []  # (symbols (N, n), LUT indices (N, n, K))
+            for _, blocks, hi, hi_gaps, lo, lo_gaps in self.model.known_gaps(t, levels):
                 start = 0
                 for length in blocks:
                     cut = slice(start, start + length)
-                    pending += [(hi[:, cut], hi_freq[:, cut]), (lo[:, cut], lo_freq[:, cut])]
+                    pending += [(hi[:, cut], hi_gaps[:, cut]), (lo[:, cut], lo_gaps[:, cut])]
                     start = cut.stop
-                if sum(f.size for _, f in pending) >= PENDING_ENTRIES:
-                    _code_in_order(encoders, pending)
-            _code_in_order(encoders, pending)
+                if sum(g.size for _, g in pending) >= PENDING_ENTRIES:
+                    bits += _code_in_order(encoders, pending, self.model.tables)
+            bits += _code_in_order(encoders, pending, self.model.tables)
             out += [(e.finish(), float(b)) for e, b in zip(encoders, bits)]
         return out
 
@@ -166,25 +154,50 @@ class ContextPrior:
         return tokens
 
 
-def _code_in_order(encoders: list[TokenEncoder], pending: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Code each image's symbols of `pending` (symbols (N, n), tables (N, n, K)) in order, with one
-    coder call per image for each run of tables of equal width K: the bytes are those of a call per
-    entry (a range coder's output depends only on the sequence of symbols and tables), the Python
-    overhead a fraction of it. Empties `pending`."""
-    start = 0
+def _code_in_order(encoders: list[TokenEncoder], pending: list[tuple[np.ndarray, np.ndarray]],
+                   tables: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Code each image's symbols of `pending` (symbols (N, n), LUT indices (N, n, K)) in order, with
+    one coder call per image for each run of tables of equal width K: the bytes are those of a call
+    per entry (a range coder's output depends only on the sequence of symbols and tables), the Python
+    overhead a fraction of it. Tables are looked up a few images at a time, so they are still in
+    cache when coded. Empties `pending`; returns the ideal bits (N,) of what it coded."""
+    start, bits = 0, np.zeros(len(encoders))
     while start < len(pending):
         end = start + 1
         while end < len(pending) and pending[end][1].shape[-1] == pending[start][1].shape[-1]:
             end += 1
-        symbols = np.concatenate([s for s, _ in pending[start:end]], 1)
-        tables = np.concatenate([f for _, f in pending[start:end]], 1)
-        for e, s, f in zip(encoders, symbols, tables):
-            e.encode(s, f)
+        run = pending[start:end]
+        step = max(1, TABLE_ENTRIES // sum(g[0].size for _, g in run))
+        for first in range(0, len(encoders), step):
+            images = slice(first, first + step)
+            for piece in _pieces(run, TABLE_ENTRIES):
+                symbols = np.concatenate([s[images] for s, _ in piece], 1)
+                freq = tables(np.concatenate([g[images] for _, g in piece], 1))
+                bits[images] += _ideal_bits(symbols, freq)
+                for e, s, f in zip(encoders[images], symbols, freq):
+                    e.encode(s, f)
         start = end
     pending.clear()
+    return bits
+
+
+def _pieces(run: list[tuple[np.ndarray, np.ndarray]], limit: int) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+    """Consecutive parts of `run` with at most `limit` table entries per image (or one part): a
+    large image's tables are looked up and coded a piece at a time."""
+    piece: list[tuple[np.ndarray, np.ndarray]] = []
+    size = 0
+    for part in run:
+        if piece and size + part[1][0].size > limit:
+            yield piece
+            piece, size = [], 0
+        piece.append(part)
+        size += part[1][0].size
+    if piece:
+        yield piece
 
 
 def _ideal_bits(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
     """-sum log2 p per image of symbols (N, n) under tables (N, n, K)."""
-    hit = np.take_along_axis(freq, symbols[..., None], 2)[..., 0]
-    return -np.log2(hit / freq.sum(2)).sum(1)
+    k = freq.shape[-1]
+    hit = freq.reshape(-1)[np.arange(0, freq.size, k).reshape(symbols.shape) + symbols]
+    return (np.log2(freq @ np.ones(k)) - np.log2(hit)).sum(1)

@@ -49,10 +49,10 @@ class RVQ(Quantizer):
     def tokens(self, z: Tensor, levels: int | None = None) -> Tensor:
         """The forward pass's tokens (all samples at `levels`) without its losses and statistics."""
         b, d, h, w = z.shape
-        residual, tokens = z.permute(0, 2, 3, 1).reshape(-1, d), []
+        residual, tokens = z.permute(0, 2, 3, 1).reshape(-1, d).clone(), []
         for stage in self.stages[: levels or self.num_levels]:
             idx = nearest(residual, stage.codebook)
-            residual = residual - stage.codebook[idx]
+            residual.sub_(stage.codebook[idx])
             tokens.append(idx.reshape(b, 1, h, w))
         return torch.cat(tokens, 1)
 
