@@ -1,6 +1,6 @@
 """Does a wider context prior save more bits? (issue #5's 25 % bar)
 
-    python benchmarks/prior_capacity.py [--model cifar10-rvq] [--train 5000] [--test 1000] [--epochs 4] [--dims 32 64 128 256]
+    python benchmarks/prior_capacity.py [--model cifar10-rvq] [--train 5000] [--test 1000] [--epochs 4] [--dims 32 64 128 192]
 
 Trains context priors of several widths (`--dim`, the width of vqzip's context network) on the same
 tokens of the first N CIFAR-10 training images, all with the same steps, and measures the exact
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--dims", type=int, nargs="+", default=[32, 64, 128, 256])
+    ap.add_argument("--dims", type=int, nargs="+", default=[32, 64, 128, 192])
     ap.add_argument("--data", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)

@@ -102,6 +102,12 @@ class ContextConfig:
             blocks[name], start = (start, count), start + count
         return blocks
 
+    def neighbour_rows(self, block: str) -> np.ndarray:
+        """First embedding row of each neighbour's sub-table in block "same" or "coarse" (K + 1 rows
+        each, the last meaning 'unknown')."""
+        count = len(SAME_OFFSETS) if block == "same" else len(COARSE_OFFSETS)
+        return self.rows[block][0] + np.arange(count) * (self.vocab + 1)
+
     @property
     def bag_size(self) -> int:
         return len(SAME_OFFSETS) + len(COARSE_OFFSETS) + self.levels + 1
@@ -170,22 +176,20 @@ def same_bags(tokens: Tensor, cfg: ContextConfig, level: int, chunk: Chunk) -> T
     k = cfg.vocab
     padded = F.pad(tokens[:, level], (2, 2, 2, 2), value=k).flatten(1)
     t = torch.where(chunk.known, padded[:, chunk.neighbours], k)
-    offsets = cfg.rows["same"][0] + torch.arange(len(SAME_OFFSETS), device=t.device) * (k + 1)
-    return (t + offsets).reshape(-1, len(SAME_OFFSETS))
+    return (t + torch.from_numpy(cfg.neighbour_rows("same")).to(t.device)).reshape(-1, len(SAME_OFFSETS))
 
 
 def level_bags(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
     """Embedding rows (N * h * w, 10) of everything a position of `level` sees that does not depend
     on its own level: the 3x3 neighbourhood one level coarser, and its (level, group) site row."""
     n, _, h, w = tokens.shape
-    k, rows = cfg.vocab, cfg.rows
+    k, first = cfg.vocab, cfg.neighbour_rows("coarse").tolist()
     if level > 0:
         padded = F.pad(tokens[:, level - 1], (1, 1, 1, 1), value=k)
-        parts = [rows["coarse"][0] + o * (k + 1) + padded[:, 1 + di: 1 + di + h, 1 + dj: 1 + dj + w]
-                 for o, (di, dj) in enumerate(COARSE_OFFSETS)]
+        parts = [first[o] + padded[:, 1 + di: 1 + di + h, 1 + dj: 1 + dj + w] for o, (di, dj) in enumerate(COARSE_OFFSETS)]
     else:
-        parts = [torch.full((n, h, w), rows["coarse"][0] + o * (k + 1) + k) for o in range(len(COARSE_OFFSETS))]
-    site = rows["site"][0] + level * GROUPS + torch.from_numpy(group_map(h, w))
+        parts = [torch.full((n, h, w), first[o] + k) for o in range(len(COARSE_OFFSETS))]
+    site = cfg.rows["site"][0] + level * GROUPS + torch.from_numpy(group_map(h, w))
     parts.append(site.expand(n, h, w))
     return torch.stack(parts, -1).reshape(-1, len(COARSE_OFFSETS) + 1)
 
@@ -225,12 +229,10 @@ def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, index: np.nda
     """Embedding rows (N * n, 26) of everything the positions of a span see when every token is
     known: what same_bags and level_bags give, in one gather. `source` is bag_source(), `index`
     and `groups` the span's entry of span_sources()."""
-    k, rows = cfg.vocab, cfg.rows
-    offsets = np.concatenate([rows["same"][0] + np.arange(len(SAME_OFFSETS)) * (k + 1),
-                              rows["coarse"][0] + np.arange(len(COARSE_OFFSETS)) * (k + 1)])
+    offsets = np.concatenate([cfg.neighbour_rows("same"), cfg.neighbour_rows("coarse")])
     bags = np.empty((len(source), len(groups), index.shape[1] + 1), np.int64)
     np.add(np.take(source, index, axis=1), offsets, out=bags[..., :-1])  # numpy's take: twice torch's speed here
-    bags[..., -1] = rows["site"][0] + level * GROUPS + groups
+    bags[..., -1] = cfg.rows["site"][0] + level * GROUPS + groups
     return torch.from_numpy(bags.reshape(-1, bags.shape[-1]))
 
 

@@ -1,0 +1,50 @@
+"""One SHA-256 over the .vqz files vqzip writes: run it on two commits to check that a change to the
+coder (a speed-up, a refactor) leaves every output byte the same.
+
+    python benchmarks/vqz_digest.py [--images 1024] [--kodak 2] [--data ../shared/data]
+
+Hashes the files of the first N CIFAR-10 test images (batches of 256) and of the first M Kodak photos,
+for both shipped RVQ models at their lowest, default and highest quality, plus cifar10-rvq's
+per-level ideal bits (rounded to 1e-6) from its context prior. Prints the digest; writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqzip import api
+from vqzip.data import load_cifar10
+
+ROOT = Path(__file__).resolve().parent
+MODELS = ("cifar10-rvq", "photo-rvq")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--kodak", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data")
+    args = ap.parse_args()
+    images = load_cifar10("test", args.data)[0][: args.images]
+    photos = sorted((args.data / "kodak").glob("*.png"))[: args.kodak]
+    digest = hashlib.sha256()
+    for name in MODELS:
+        m = api.load_model(name)
+        for q in sorted({1, m.default_quality, m.qualities}):
+            for start in range(0, len(images), 256):
+                for e in api.encode_batch(images[start: start + 256], m, q):
+                    digest.update(e.data)
+            for p in photos:
+                digest.update(api.compress(Image.open(p), m, q))
+    m = api.load_model(MODELS[0])
+    bits = m.context.level_bits(api.image_tokens(images[:256], m, m.qualities))
+    digest.update(np.round(bits, 6).tobytes())
+    print(f"{digest.hexdigest()}  ({len(images)} CIFAR-10 images, {len(photos)} Kodak photos, models {', '.join(MODELS)})")
+
+
+if __name__ == "__main__":
+    main()
