@@ -556,7 +556,7 @@ def train_prior(
     epochs: int = typer.Option(4, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(3e-3, "--lr"),
-    dim: int = typer.Option(64, "--dim", help="Width of the context network (too wide is refused: its integer sums would not be exact).",
+    dim: int = typer.Option(64, "--dim", help="Width of the context network, 4..195 (wider integer sums would not be exact).",
                             min=4),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder holding CIFAR-10 (default: $VQZIP_DATA, the cache, or download)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Train on the first N images only."),
