@@ -32,7 +32,6 @@ def real_data() -> Path:
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a tiny randomly initialised RVQ model ('tiny-rvq'), enough to test the codec spine
     without depending on the shipped weights."""
-    import numpy as np
     import torch
 
     from vqzip.model import Codec, CodecConfig

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from vqzip.context import (ACT_MAX, BLOCK, GROUPS, MAX_DIM, SAME_OFFSETS, ContextConfig, ContextNet, IntegerContext, group_map,
-                           coding_spans, level_bags, raster_chunk, same_bags, schedule)
+from vqzip.context import (ACT_MAX, BLOCK, CACHED_POSITIONS, GROUPS, MAX_DIM, SAME_OFFSETS, ContextConfig, ContextNet,
+                           IntegerContext, bag_source, block_sources, chunk_sources, coding_spans, group_map, level_bags,
+                           raster_chunk, same_bags, schedule)
+from vqzip.entropy import TokenEncoder
+from vqzip.errors import FormatError
 from vqzip.prior_training import PriorTrainConfig, train_context
 from vqzip.priors import ContextPrior, StaticPrior
 
@@ -55,23 +58,23 @@ def _reference_tables(integer: dict[str, np.ndarray], cfg: ContextConfig, tokens
 
 
 def test_float32_evaluation_equals_int64_reference(trained) -> None:
+    """The decoder's path (block_hidden: context and coarser levels in one embedding bag) builds the
+    reference tables, here for every position of a level at once."""
     net, tokens = trained
     integer = net.to_integer()
     model = IntegerContext(net.cfg, integer)
     t = torch.from_numpy(tokens[:16])
     n, levels, h, w = t.shape
-    column = torch.zeros(n, h, w, net.cfg.dim)
+    chunk = raster_chunk(h, w)
     for level in range(levels):
-        fixed = model.level_features(t, level, column)
-        column = model.add_column(t, level, column)
-        chunk = raster_chunk(h, w)
-        a1 = model.hidden(t, level, chunk, fixed).reshape(-1, net.cfg.dim)
-        hi = t[:, level].flatten(1)[:, chunk.flat] // net.cfg.split[1]
+        index, groups = chunk_sources(chunk, h, w)
+        a1 = model.block_hidden(bag_source(t, net.cfg, level), t, level, chunk.flat, index, groups)
+        hi = (t[:, level].flatten(1)[:, chunk.flat] // net.cfg.split[1]).numpy()
         ref_hi, ref_lo, ref_a1 = _reference_tables(integer, net.cfg, tokens[:16], level)[0]
-        assert np.array_equal(a1.numpy().astype(np.int64), ref_a1)
-        assert np.array_equal(model.hi_tables(a1.view(n, -1, net.cfg.dim), level).reshape(-1, net.cfg.split[0]), ref_hi)
-        lo = model.lo_tables(a1.view(n, -1, net.cfg.dim), level, hi).reshape(-1, net.cfg.split[1])
-        assert np.array_equal(lo, ref_lo[np.arange(len(ref_lo)), hi.reshape(-1).numpy()])
+        assert np.array_equal(a1.reshape(-1, net.cfg.dim).numpy().astype(np.int64), ref_a1)
+        assert np.array_equal(model.hi_tables(a1, level).reshape(-1, net.cfg.split[0]), ref_hi)
+        lo = model.lo_tables(a1, level, hi).reshape(-1, net.cfg.split[1])
+        assert np.array_equal(lo, ref_lo[np.arange(len(ref_lo)), hi.reshape(-1)])
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (70, 80)])
@@ -106,6 +109,44 @@ def test_group_pattern_covers_and_orders() -> None:
     big = schedule(160, 130)  # groups of more than BLOCK positions are cut into blocks
     assert max(len(c) for c in big) == BLOCK and sum(len(c) for c in big) == 160 * 130
     assert len(SAME_OFFSETS) == 16
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (9, 7), (12, 16)])
+def test_known_neighbours_are_those_of_earlier_groups(shape: tuple[int, int]) -> None:
+    """A position sees a same-level neighbour exactly when it lies inside the grid and its group is
+    decoded first (part of the format: the encoder and decoder both use this mask)."""
+    h, w = shape
+    g, chunk = group_map(h, w), raster_chunk(h, w)
+    for p in range(h * w):
+        i, j = divmod(p, w)
+        for o, (di, dj) in enumerate(SAME_OFFSETS):
+            inside = 0 <= i + di < h and 0 <= j + dj < w
+            assert bool(chunk.known[p, o]) == (inside and g[i + di, j + dj] < g[i, j])
+            if inside:
+                assert int(chunk.neighbours[p, o]) == (i + di + 2) * (w + 4) + j + dj + 2
+
+
+def test_only_small_grids_stay_cached() -> None:
+    """Coding orders and context indices are kept for small grids (met again and again); a large
+    grid's (hundreds of MB for a 24-megapixel photo) are rebuilt, not kept for the process's life."""
+    side = int(CACHED_POSITIONS ** 0.5)
+    assert schedule(side, side) is schedule(side, side)
+    assert block_sources(side + 1, side) is not block_sources(side + 1, side)
+
+
+def test_decoder_refuses_codes_past_the_vocabulary(trained) -> None:
+    """Codes past K (20 of 3 x 8 here) keep the floor count 1, so a damaged payload can hold one:
+    decoding stops with a FormatError before the code reaches a context lookup."""
+    net, _ = trained
+    prior = ContextPrior(net.cfg, net.to_integer())
+    t = torch.zeros(1, 1, 1, 1, dtype=torch.long)
+    flat, index, groups = block_sources(1, 1)[0]
+    a1 = prior.model.block_hidden(bag_source(t, net.cfg, 0), t, 0, flat, index, groups)
+    hi, coder = np.array([[2]]), TokenEncoder()
+    coder.encode(hi[0], prior.model.hi_tables(a1, 0)[0])
+    coder.encode(np.array([7]), prior.model.lo_tables(a1, 0, hi)[0])  # code 2 * 8 + 7 = 23 >= 20
+    with pytest.raises(FormatError, match="vocabulary"):
+        prior.decode([coder.finish()], 1, 1, 1)
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (9, 7), (160, 130)])

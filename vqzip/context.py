@@ -27,8 +27,8 @@ group are decoded at once, batched over images, and see every neighbour of earli
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from typing import Any, Iterator
+from functools import lru_cache, wraps
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -50,8 +50,12 @@ MAX_DIM = (EXACT_LIMIT // 4 - 1 - BIAS_LIMIT) // (ACT_MAX * ACT_MAX)
 def group_map(h: int, w: int) -> np.ndarray:
     """Decoding group of each position: a 4x4-periodic multi-scale pattern of 6 groups. Group 0 (1 in
     16 positions) is coded first with no same-level context; later groups see all earlier ones."""
-    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    g = np.full((h, w), 5)
+    return group_of(*np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
+
+
+def group_of(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """group_map's group of each position (i, j)."""
+    g = np.full(np.shape(i), 5)
     g[(i % 2 == 0) & (j % 2 == 1)] = 4
     g[(i % 2 == 1) & (j % 2 == 1)] = 3
     g[((i % 4 == 0) & (j % 4 == 2)) | ((i % 4 == 2) & (j % 4 == 0))] = 2
@@ -61,6 +65,8 @@ def group_map(h: int, w: int) -> np.ndarray:
 
 
 GROUPS = 6
+CACHED_POSITIONS = 1 << 16  # grids up to this size keep their coding order and context indices (grid_cache)
+T = TypeVar("T")
 BLOCK = 4096  # positions per coding block (see schedule)
 # Same-level neighbours a position may see (if their group comes first): the 3x3 ring, and the
 # distance-2 points that groups 1 and 2 of the pattern rely on.
@@ -125,21 +131,34 @@ class Chunk:
 
 
 def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
-    groups = np.pad(group_map(h, w), 2, constant_values=GROUPS)  # outside the image: never known
     di, dj = (np.array(v)[None] for v in zip(*SAME_OFFSETS))
-    ni, nj = ii[:, None] + 2 + di, jj[:, None] + 2 + dj
-    known = groups[ni, nj] < groups[ii + 2, jj + 2][:, None]
-    return Chunk(torch.from_numpy(ii * w + jj), torch.from_numpy(ni * (w + 4) + nj), torch.from_numpy(known))
+    ni, nj = ii[:, None] + di, jj[:, None] + dj
+    inside = (ni >= 0) & (ni < h) & (nj >= 0) & (nj < w)  # outside the image: never known
+    known = inside & (group_of(ni, nj) < group_of(ii, jj)[:, None])
+    return Chunk(torch.from_numpy(ii * w + jj), torch.from_numpy((ni + 2) * (w + 4) + nj + 2), torch.from_numpy(known))
 
 
-@lru_cache(maxsize=64)
+def grid_cache(fn: Callable[[int, int], T]) -> Callable[[int, int], T]:
+    """lru_cache for functions of a grid size, holding grids up to CACHED_POSITIONS positions (those
+    met again and again: CIFAR-10, a batch's tiles); a larger grid's index arrays (hundreds of MB
+    for a 24-megapixel photo) are rebuilt per call rather than kept for the life of the process."""
+    cached = lru_cache(maxsize=64)(fn)
+
+    @wraps(fn)
+    def lookup(h: int, w: int) -> T:
+        return cached(h, w) if h * w <= CACHED_POSITIONS else fn(h, w)
+    lookup.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return lookup
+
+
+@grid_cache
 def raster_chunk(h: int, w: int) -> Chunk:
     """Every position of a level in raster order, each with the context it has when decoded: what
     training and whole-level evaluation use."""
     return make_chunk(h, w, *np.divmod(np.arange(h * w), w))
 
 
-@lru_cache(maxsize=64)
+@grid_cache
 def schedule(h: int, w: int) -> tuple[Chunk, ...]:
     """The blocks of a level in coding order: group by group, raster order within a group, at most
     BLOCK positions per block. Part of the format: a block's high parts are coded before its low
@@ -152,7 +171,7 @@ def schedule(h: int, w: int) -> tuple[Chunk, ...]:
     return tuple(chunks)
 
 
-@lru_cache(maxsize=64)
+@grid_cache
 def coding_spans(h: int, w: int) -> tuple[tuple[Chunk, tuple[int, ...]], ...]:
     """The blocks of schedule() joined into spans of at most BLOCK positions, in coding order, each
     with the lengths of its blocks. When all tokens are known (encoding), a span's tables are
@@ -200,20 +219,37 @@ def column_rows(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
     return cfg.rows["column"][0] + level * cfg.vocab + tokens[:, level]
 
 
-@lru_cache(maxsize=64)
-def span_sources(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """For each span of coding_spans(h, w): where each position's 16 same-level and 9 coarser-level
-    context tokens sit in cat(level padded by 2, coarser level padded by 1), flattened (a neighbour
-    not decoded yet points at a padding cell, which holds 'unknown'), and the position's group."""
-    same_size = (h + 4) * (w + 4)
-    groups = group_map(h, w).ravel()
-    out = []
-    for span, _ in coding_spans(h, w):
-        ii, jj = span.flat.numpy() // w, span.flat.numpy() % w
-        coarse = np.stack([(ii + 1 + di) * (w + 2) + jj + 1 + dj for di, dj in COARSE_OFFSETS], 1)
-        same = np.where(span.known.numpy(), span.neighbours.numpy(), 0)
-        out.append((np.concatenate([same, same_size + coarse], 1), groups[span.flat.numpy()]))
-    return tuple(out)
+def chunk_sources(chunk: Chunk, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of the chunk's positions finds its 16 same-level and 9 coarser-level context tokens
+    in bag_source()'s row, cat(level padded by 2, coarser level padded by 1) flattened (a neighbour
+    not decoded yet points at a padding cell, which holds 'unknown'), as int32 (n, 25); and each
+    position's group."""
+    flat = chunk.flat.numpy()
+    ii, jj = flat // w, flat % w
+    coarse = np.stack([(ii + 1 + di) * (w + 2) + jj + 1 + dj for di, dj in COARSE_OFFSETS], 1)
+    same = np.where(chunk.known.numpy(), chunk.neighbours.numpy(), 0)
+    return np.concatenate([same, (h + 4) * (w + 4) + coarse], 1).astype(np.int32), group_of(ii, jj)
+
+
+@grid_cache
+def span_sources(h: int, w: int) -> tuple[tuple[Tensor, tuple[int, ...], np.ndarray, np.ndarray], ...]:
+    """(positions, block lengths, *chunk_sources()) of each span of coding_spans(h, w): all the
+    encoder needs of a span, without the Chunk's (n, 16) neighbour arrays."""
+    return tuple((span.flat, blocks, *chunk_sources(span, h, w)) for span, blocks in coding_spans(h, w))
+
+
+@grid_cache
+def block_sources(h: int, w: int) -> tuple[tuple[Tensor, np.ndarray, np.ndarray], ...]:
+    """(positions, *chunk_sources()) of each block of schedule(h, w): all the decoder needs of a
+    block, without the Chunk's (n, 16) neighbour arrays."""
+    return tuple((block.flat, *chunk_sources(block, h, w)) for block in schedule(h, w))
+
+
+def source_cells(flat: Tensor, w: int) -> np.ndarray:
+    """Where positions (row-major index in an h x w level) sit in bag_source()'s row: the decoder
+    writes each decoded token there, so later blocks see it."""
+    flat = flat.numpy()
+    return (flat // w + 2) * (w + 4) + flat % w + 2
 
 
 def bag_source(tokens: Tensor, cfg: ContextConfig, level: int) -> np.ndarray:
@@ -226,9 +262,10 @@ def bag_source(tokens: Tensor, cfg: ContextConfig, level: int) -> np.ndarray:
 
 
 def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, index: np.ndarray, groups: np.ndarray) -> Tensor:
-    """Embedding rows (N * n, 26) of everything the positions of a span see when every token is
-    known: what same_bags and level_bags give, in one gather. `source` is bag_source(), `index`
-    and `groups` the span's entry of span_sources()."""
+    """Embedding rows (N * n, 26) of everything a chunk's positions see of their own level and the
+    one above: what same_bags and level_bags give, in one gather. `source` is bag_source() (for the
+    decoder: with the tokens decoded so far written in), `index` and `groups` the chunk's
+    chunk_sources()."""
     offsets = np.concatenate([cfg.neighbour_rows("same"), cfg.neighbour_rows("coarse")])
     bags = np.empty((len(source), len(groups), index.shape[1] + 1), np.int64)
     np.add(np.take(source, index, axis=1), offsets, out=bags[..., :-1])  # numpy's take: twice torch's speed here
@@ -356,20 +393,20 @@ class IntegerContext:
         if any(float(t.abs().max()) > ACT_MAX for t in (self.embed, self.w1, self.whi, self.wlo)) or worst * 4 >= EXACT_LIMIT:
             raise ValueError("context prior exceeds the exact integer range of float32")
 
-    def level_features(self, tokens: Tensor, level: int, column: Tensor) -> Tensor:
-        """The part of h0 (N, h * w, D) that does not depend on `level` itself; `column` (N, h, w, D)
-        is the running sum of the coarser levels' column rows."""
-        n, _, h, w = tokens.shape
-        fixed = F.embedding_bag(level_bags(tokens, self.cfg, level), self.embed, mode="sum")
-        return fixed.view(n, h * w, -1) + column.view(n, h * w, -1)
-
-    def add_column(self, tokens: Tensor, level: int, column: Tensor) -> Tensor:
-        return column + F.embedding(column_rows(tokens, self.cfg, level), self.embed)
-
-    def hidden(self, tokens: Tensor, level: int, chunk: Chunk, fixed: Tensor) -> Tensor:
-        """a1 (N, len(chunk), D) of the chunk's positions of `level`; `fixed` is level_features()."""
-        h0 = F.embedding_bag(same_bags(tokens, self.cfg, level, chunk), self.embed, mode="sum")
-        return self._activate(h0.view(tokens.shape[0], len(chunk), -1).add_(fixed[:, chunk.flat]), level)
+    def block_hidden(self, source: np.ndarray, tokens: Tensor, level: int, flat: Tensor,
+                     index: np.ndarray, groups: np.ndarray) -> Tensor:
+        """a1 (N, n, D) of the positions `flat` of `level` (a block of schedule(), or any chunk), from
+        the tokens decoded so far: `source` is bag_source() with the level's decoded tokens written
+        in, (index, groups) the chunk's chunk_sources(), and `tokens` (N, L, h, w) holds the coarser
+        levels. The coarser levels' column rows join the same embedding bag, so the decoder keeps no
+        per-position state beyond the tokens (the encoder's known_gaps keeps a column sum instead)."""
+        n = len(source)
+        bags = known_bags(source, self.cfg, level, index, groups).view(n, len(flat), -1)
+        if level:
+            coarser = self.cfg.rows["column"][0] + torch.arange(level)[:, None] * self.cfg.vocab + tokens[:, :level].flatten(2)[:, :, flat]
+            bags = torch.cat([bags, coarser.transpose(1, 2)], 2)
+        h0 = F.embedding_bag(bags.reshape(n * len(flat), -1), self.embed, mode="sum")
+        return self._activate(h0.view(n, len(flat), -1), level)
 
     def known_gaps(self, tokens: Tensor, levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(level, block lengths, hi, hi gaps, lo, lo gaps) of tokens (N, L, h, w) that are all known
@@ -378,21 +415,21 @@ class IntegerContext:
         into one embedding bag, and the coarser levels' column sum is kept in coding order, so a
         span reads a contiguous slice of it."""
         n, _, h, w = tokens.shape
-        spans = coding_spans(h, w)
-        order = torch.cat([span.flat for span, _ in spans])
+        spans = span_sources(h, w)
+        order = torch.cat([flat for flat, *_ in spans])
         column = torch.zeros(n, h * w, self.cfg.dim)
         size = self.cfg.split[1]
         for level in range(levels):
             codes, source = tokens[:, level].flatten(1), bag_source(tokens, self.cfg, level)
             start = 0
-            for (span, blocks), (index, groups) in zip(spans, span_sources(h, w)):
+            for flat, blocks, index, groups in spans:
                 bags = known_bags(source, self.cfg, level, index, groups)
-                h0 = F.embedding_bag(bags, self.embed, mode="sum").view(n, len(span), -1)
-                a1 = self._activate(h0.add_(column[:, start: start + len(span)]), level)
-                code = codes[:, span.flat].numpy()
+                h0 = F.embedding_bag(bags, self.embed, mode="sum").view(n, len(flat), -1)
+                a1 = self._activate(h0.add_(column[:, start: start + len(flat)]), level)
+                code = codes[:, flat].numpy()
                 hi, lo = code // size, code % size
                 yield level, blocks, hi, self.hi_gaps(a1, level), lo, self.lo_gaps(a1, level, hi)
-                start += len(span)
+                start += len(flat)
             if level + 1 < levels:  # a block at a time: no second (N, h * w, D) array on large images
                 rows = column_rows(tokens, self.cfg, level).flatten(1)[:, order]
                 for first in range(0, h * w, BLOCK):
@@ -408,9 +445,9 @@ class IntegerContext:
         """Tables (N, n, H) of the high part of each token, as float64 (the form the coder takes)."""
         return self.tables(self.hi_gaps(a1, level))
 
-    def lo_tables(self, a1: Tensor, level: int, hi: Tensor) -> np.ndarray:
+    def lo_tables(self, a1: Tensor, level: int, hi: np.ndarray) -> np.ndarray:
         """Tables (N, n, S) of the low part given the high part hi (N, n)."""
-        return self.tables(self.lo_gaps(a1, level, hi.numpy()))
+        return self.tables(self.lo_gaps(a1, level, hi))
 
     def tables(self, gaps: np.ndarray) -> np.ndarray:
         """Frequency tables (float64, integer valued) of LUT indices from hi_gaps() or lo_gaps(). The

@@ -135,23 +135,28 @@ class ContextPrior:
         return out
 
     def decode(self, payloads: list[bytes], levels: int, h: int, w: int) -> np.ndarray:
-        from .context import schedule
+        """Block by block in the encoder's order (context.schedule): each block's tables depend only
+        on tokens of earlier blocks and coarser levels, which are written into the context source
+        as they are decoded."""
+        from .context import bag_source, block_sources, source_cells
 
-        out = []
+        out, size, blocks = [], self.config.split[1], block_sources(h, w)
         for part in self._batches(len(payloads), h, w):
             decoders = [TokenDecoder(p) for p in payloads[part]]
             t = torch.zeros(len(decoders), levels, h, w, dtype=torch.long)
-            for lvl, fixed in self._levels(t, levels):
-                for block in schedule(h, w):
-                    a1 = self.model.hidden(t, lvl, block, fixed)
-                    hi = torch.from_numpy(np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.hi_tables(a1, lvl))]))
-                    lo = torch.from_numpy(np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.lo_tables(a1, lvl, hi))]))
-                    t[:, lvl].view(len(t), -1)[:, block.flat] = (hi * self.config.split[1] + lo).long()
+            for lvl in range(levels):
+                source = bag_source(t, self.config, lvl)
+                for flat, index, groups in blocks:
+                    a1 = self.model.block_hidden(source, t, lvl, flat, index, groups)
+                    hi = np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.hi_tables(a1, lvl))]).astype(np.int64)
+                    lo = np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.lo_tables(a1, lvl, hi))])
+                    code = hi * size + lo
+                    if int(code.max()) >= self.config.vocab:  # before it reaches a context bag
+                        raise FormatError("payload decodes to a token outside the model's vocabulary")
+                    source[:, source_cells(flat, w)] = code
+                    t[:, lvl].view(len(t), -1)[:, flat] = torch.from_numpy(code)
             out.append(t.numpy())
-        tokens = np.concatenate(out) if out else np.zeros((0, levels, h, w), np.int64)
-        if tokens.size and int(tokens.max()) >= self.config.vocab:
-            raise FormatError("payload decodes to a token outside the model's vocabulary")
-        return tokens
+        return np.concatenate(out) if out else np.zeros((0, levels, h, w), np.int64)
 
 
 def _code_in_order(encoders: list[TokenEncoder], pending: list[tuple[np.ndarray, np.ndarray]],
