@@ -131,6 +131,8 @@ class Chunk:
 
 
 def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
+    """The chunk of positions (ii, jj) of an h x w level: each neighbour is known when it lies inside
+    the level and its group (group_of) is decoded first."""
     di, dj = (np.array(v)[None] for v in zip(*SAME_OFFSETS))
     ni, nj = ii[:, None] + di, jj[:, None] + dj
     inside = (ni >= 0) & (ni < h) & (nj >= 0) & (nj < w)  # outside the image: never known
