@@ -66,7 +66,6 @@ def group_of(i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 GROUPS = 6
 CACHED_POSITIONS = 1 << 16  # grids up to this size keep their coding order and context indices (grid_cache)
-T = TypeVar("T")
 BLOCK = 4096  # positions per coding block (see schedule)
 # Same-level neighbours a position may see (if their group comes first): the 3x3 ring, and the
 # distance-2 points that groups 1 and 2 of the pattern rely on.
@@ -130,6 +129,12 @@ class Chunk:
         return self.flat.shape[0]
 
 
+def padded_cell(i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
+    """Index of position (i, j) of a level of width w once padded by 2 on every side and flattened:
+    where same-level neighbours are read, and where the decoder writes each decoded token."""
+    return (i + 2) * (w + 4) + j + 2
+
+
 def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
     """The chunk of positions (ii, jj) of an h x w level: each neighbour is known when it lies inside
     the level and its group (group_of) is decoded first."""
@@ -137,7 +142,10 @@ def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
     ni, nj = ii[:, None] + di, jj[:, None] + dj
     inside = (ni >= 0) & (ni < h) & (nj >= 0) & (nj < w)  # outside the image: never known
     known = inside & (group_of(ni, nj) < group_of(ii, jj)[:, None])
-    return Chunk(torch.from_numpy(ii * w + jj), torch.from_numpy((ni + 2) * (w + 4) + nj + 2), torch.from_numpy(known))
+    return Chunk(torch.from_numpy(ii * w + jj), torch.from_numpy(padded_cell(ni, nj, w)), torch.from_numpy(known))
+
+
+T = TypeVar("T")
 
 
 def grid_cache(fn: Callable[[int, int], T]) -> Callable[[int, int], T]:
@@ -245,13 +253,6 @@ def block_sources(h: int, w: int) -> tuple[tuple[Tensor, np.ndarray, np.ndarray]
     """(positions, *chunk_sources()) of each block of schedule(h, w): all the decoder needs of a
     block, without the Chunk's (n, 16) neighbour arrays."""
     return tuple((block.flat, *chunk_sources(block, h, w)) for block in schedule(h, w))
-
-
-def source_cells(flat: Tensor, w: int) -> np.ndarray:
-    """Where positions (row-major index in an h x w level) sit in bag_source()'s row: the decoder
-    writes each decoded token there, so later blocks see it."""
-    flat = flat.numpy()
-    return (flat // w + 2) * (w + 4) + flat % w + 2
 
 
 def bag_source(tokens: Tensor, cfg: ContextConfig, level: int) -> np.ndarray:
@@ -405,8 +406,8 @@ class IntegerContext:
         n = len(source)
         bags = known_bags(source, self.cfg, level, index, groups).view(n, len(flat), -1)
         if level:
-            coarser = self.cfg.rows["column"][0] + torch.arange(level)[:, None] * self.cfg.vocab + tokens[:, :level].flatten(2)[:, :, flat]
-            bags = torch.cat([bags, coarser.transpose(1, 2)], 2)
+            coarser = [column_rows(tokens, self.cfg, lv).flatten(1)[:, flat] for lv in range(level)]
+            bags = torch.cat([bags, torch.stack(coarser, 2)], 2)
         h0 = F.embedding_bag(bags.reshape(n * len(flat), -1), self.embed, mode="sum")
         return self._activate(h0.view(n, len(flat), -1), level)
 

@@ -138,7 +138,7 @@ class ContextPrior:
         """Block by block in the encoder's order (context.schedule): each block's tables depend only
         on tokens of earlier blocks and coarser levels, which are written into the context source
         as they are decoded."""
-        from .context import bag_source, block_sources, source_cells
+        from .context import bag_source, block_sources, padded_cell
 
         out, size, blocks = [], self.config.split[1], block_sources(h, w)
         for part in self._batches(len(payloads), h, w):
@@ -153,7 +153,7 @@ class ContextPrior:
                     code = hi * size + lo
                     if int(code.max()) >= self.config.vocab:  # before it reaches a context bag
                         raise FormatError("payload decodes to a token outside the model's vocabulary")
-                    source[:, source_cells(flat, w)] = code
+                    source[:, padded_cell(*np.divmod(flat.numpy(), w), w)] = code
                     t[:, lvl].view(len(t), -1)[:, flat] = torch.from_numpy(code)
             out.append(t.numpy())
         return np.concatenate(out) if out else np.zeros((0, levels, h, w), np.int64)
