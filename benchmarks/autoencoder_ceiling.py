@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from vqzip.bench import psnr
-from vqzip.model import to_uint8, to_unit
+from vqzip.codec.model import to_uint8, to_unit
 from vqzip.zoo import load_model
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from vqzip import context
+from vqzip.coding import context
 
 
 def main() -> None:

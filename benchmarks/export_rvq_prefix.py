@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqzip import data as datasets
-from vqzip.model import Codec, CodecConfig
-from vqzip.train import export
+from vqzip.training import data as datasets
+from vqzip.codec.model import Codec, CodecConfig
+from vqzip.training.train import export
 
 
 def main() -> None:

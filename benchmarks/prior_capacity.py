@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqzip.data import load_cifar10
-from vqzip.prior_training import PriorTrainConfig, model_tokens, train_context
-from vqzip.priors import ContextPrior
+from vqzip.training.data import load_cifar10
+from vqzip.training.prior_training import PriorTrainConfig, model_tokens, train_context
+from vqzip.coding.priors import ContextPrior
 from vqzip.zoo import load_model
 
 ROOT = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from vqzip import api
-from vqzip.data import load_cifar10
+from vqzip.training.data import load_cifar10
 
 ROOT = Path(__file__).resolve().parent
 BATCH = 256

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from vqzip import api
-from vqzip.data import load_cifar10
+from vqzip.training.data import load_cifar10
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ("cifar10-rvq", "photo-rvq")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vqzip.data import BIN_DIR, PY_DIR, TARBALLS
+from vqzip.training.data import BIN_DIR, PY_DIR, TARBALLS
 
 
 def real_data_root() -> Path | None:
@@ -34,8 +34,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     without depending on the shipped weights."""
     import torch
 
-    from vqzip.model import Codec, CodecConfig
-    from vqzip.priors import StaticPrior
+    from vqzip.codec.model import Codec, CodecConfig
+    from vqzip.coding.priors import StaticPrior
     from vqzip.zoo import save_model
 
     folder = tmp_path_factory.mktemp("models")
@@ -56,9 +56,9 @@ def _tiny_context_model(folder: Path) -> None:
     """'tiny-ctx': another tiny RVQ model (its own id) with a briefly trained context prior."""
     import torch
 
-    from vqzip.model import Codec, CodecConfig
-    from vqzip.prior_training import PriorTrainConfig, train_context
-    from vqzip.priors import StaticPrior
+    from vqzip.codec.model import Codec, CodecConfig
+    from vqzip.training.prior_training import PriorTrainConfig, train_context
+    from vqzip.coding.priors import StaticPrior
     from vqzip.zoo import save_context, save_model
 
     torch.manual_seed(1)

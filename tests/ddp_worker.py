@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqzip.model import CodecConfig
-from vqzip.train import TrainConfig, train
+from vqzip.codec.model import CodecConfig
+from vqzip.training.train import TrainConfig, train
 
 
 def main(out: Path, quantizer: str, args: str) -> None:

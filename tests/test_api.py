@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip import api, container
+from vqzip import api
+from vqzip.coding import container
 from vqzip.errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 
 
@@ -148,7 +149,7 @@ def test_version_2_needs_its_exact_prior(ctx_model, tiny_env, monkeypatch, tmp_p
 
 
 def test_measure_priors_matches_real_files(ctx_model):
-    from vqzip.evaluate import measure, measure_priors
+    from vqzip.training.evaluate import measure, measure_priors
 
     imgs = np.stack([rgb(16, 24, seed=s) for s in range(6)])
     rows = measure_priors(ctx_model, imgs, batch=4, verify=6)

@@ -13,7 +13,7 @@ from vqzip.bench import bd_rate, bench_images, psnr, rate_at_psnr, run_bench, ss
 from vqzip.bench import codecs as refcodecs
 from vqzip.bench.report import equal_psnr
 from vqzip.bench.datasets import load_folder
-from vqzip.data import DataNotFound
+from vqzip.training.data import DataNotFound
 
 
 def smooth_image(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:

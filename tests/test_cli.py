@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip import container
+from vqzip.coding import container
 
 
 def run(*args, cwd, input=None, **env_overrides):
@@ -162,7 +162,7 @@ def test_train_prior_on_a_photo_folder(work, tiny_env):
 
 def test_train_prior_refuses_a_width_that_cannot_be_exact(work, tiny_env):
     """Checked before any data is read or tokens computed, not after the training."""
-    from vqzip.context import MAX_DIM
+    from vqzip.coding.context import MAX_DIM
 
     proc = run("train-prior", tiny_env / "tiny-rvq.safetensors", "--dim", MAX_DIM + 1, "--data", work / "missing", cwd=work)
     line = one_line_error(proc, 2)

@@ -1,7 +1,7 @@
 """The .vqz byte layout: round trip, overhead, and refusal of damaged or hostile files."""
 import pytest
 
-from vqzip import container
+from vqzip.coding import container
 from vqzip.errors import FormatError
 
 KEY = bytes(range(32))

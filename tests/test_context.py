@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from vqzip.context import (ACT_MAX, BLOCK, CACHED_POSITIONS, GROUPS, MAX_DIM, SAME_OFFSETS, ContextConfig, ContextNet,
+from vqzip.coding.context import (ACT_MAX, BLOCK, CACHED_POSITIONS, GROUPS, MAX_DIM, SAME_OFFSETS, ContextConfig, ContextNet,
                            IntegerContext, bag_source, block_sources, chunk_sources, coding_spans, group_map, level_bags,
                            raster_chunk, same_bags, schedule)
-from vqzip.entropy import TokenEncoder
+from vqzip.coding.entropy import TokenEncoder
 from vqzip.errors import FormatError
-from vqzip.prior_training import PriorTrainConfig, train_context
-from vqzip.priors import ContextPrior, StaticPrior
+from vqzip.training.prior_training import PriorTrainConfig, train_context
+from vqzip.coding.priors import ContextPrior, StaticPrior
 
 
 def _tokens(n: int, levels: int, h: int, w: int, vocab: int, seed: int = 0) -> np.ndarray:
@@ -196,7 +196,7 @@ def test_vocab_not_a_power_of_two(trained) -> None:
 
 def test_independent_of_batch_threads_and_chunking(trained, monkeypatch: pytest.MonkeyPatch) -> None:
     """Encode with 1 thread and a batch of 1, decode with 2 threads, a batch of 64 and small chunks."""
-    import vqzip.priors as priors
+    import vqzip.coding.priors as priors
 
     net, tokens = trained
     prior = ContextPrior(net.cfg, net.to_integer())
@@ -217,7 +217,7 @@ def test_independent_of_batch_threads_and_chunking(trained, monkeypatch: pytest.
 def test_coding_in_pieces_changes_no_byte(monkeypatch: pytest.MonkeyPatch) -> None:
     """With high and low parts of equal width (K = 16: 4 x 4), the coder takes runs across blocks and
     levels; cutting them into pieces of any size, or into one image at a time, gives the same bytes."""
-    import vqzip.priors as priors
+    import vqzip.coding.priors as priors
 
     cfg = ContextConfig(levels=2, vocab=16, dim=8)
     assert cfg.split == (4, 4)

@@ -1,4 +1,4 @@
-"""vqzip.data on tiny fake CIFAR-10 copies (10 records per batch file) built in tmp_path."""
+"""vqzip.training.data on tiny fake CIFAR-10 copies (10 records per batch file) built in tmp_path."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqzip import data
+from vqzip.training import data
 
 N = 10  # records per fake batch file
 FILES = [*data.TRAIN_FILES, *data.TEST_FILES]  # record r of the whole fake set is in FILES[r // N]

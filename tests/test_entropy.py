@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from vqzip.entropy import TokenDecoder, TokenEncoder, ideal_bits
-from vqzip.priors import StaticPrior
+from vqzip.coding.entropy import TokenDecoder, TokenEncoder, ideal_bits
+from vqzip.coding.priors import StaticPrior
 
 
 @pytest.mark.parametrize("seed", range(20))

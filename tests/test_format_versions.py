@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip import api, container
+from vqzip import api
+from vqzip.coding import container
 from vqzip.bench.metrics import psnr
 
 DATA = Path(__file__).resolve().parent / "data"

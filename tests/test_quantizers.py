@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vqzip.quantizers import REGISTRY, build_quantizer
-from vqzip.quantizers.fsq import FSQ
-from vqzip.quantizers.vq import VQ
+from vqzip.codec.quantizers import REGISTRY, build_quantizer
+from vqzip.codec.quantizers.fsq import FSQ
+from vqzip.codec.quantizers.vq import VQ
 
 D = 8
 # small settings for every registry entry; byte at every alphabet size it must support
@@ -190,7 +190,7 @@ def test_vq_kmeans_init_uses_the_codebook() -> None:
 
 def test_nearest_is_the_exact_argmin_with_first_index_ties() -> None:
     """The CPU fast path (numpy's argmin) picks what torch's argmin picks, ties included."""
-    from vqzip.quantizers.vq import nearest
+    from vqzip.codec.quantizers.vq import nearest
 
     codebook = torch.randn(64, 8)
     codebook[10] = codebook[3]  # equal rows: every distance ties, the first index must win

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip import api, container, zoo
+from vqzip import api, zoo
+from vqzip.coding import container
 from vqzip.bench.metrics import psnr
 
 
@@ -36,7 +37,7 @@ def test_sample_photo_round_trip_improves_with_quality(model):
 
 
 def test_cifar10_sizes_near_ideal_and_match_the_card(model, real_data):
-    from vqzip.data import load_cifar10
+    from vqzip.training.data import load_cifar10
 
     images = load_cifar10("test", real_data)[0][:256]
     static_rows = {r["quality"]: r["static_bytes"] for r in model.card["context_prior"]["results"]["per_quality"]}

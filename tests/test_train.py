@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqzip.model import Codec, CodecConfig
-from vqzip.train import TrainConfig, export, train
+from vqzip.codec.model import Codec, CodecConfig
+from vqzip.training.train import TrainConfig, export, train
 
 QUANTIZERS = {
     "vq": {"codebook_size": 16},
@@ -108,7 +108,7 @@ def test_init_starts_from_a_model_and_may_add_rvq_levels(tmp_path):
     """--init copies a trained model's weights; an RVQ model may grow levels, which start fresh."""
     from dataclasses import replace
 
-    from vqzip.train import warm_start
+    from vqzip.training.train import warm_start
 
     trained = train(images(), config(), tmp_path / "m.ckpt")
     export(trained, images(64), tmp_path / "m", {"summary": "test"})
@@ -128,7 +128,7 @@ def test_init_starts_from_a_model_and_may_add_rvq_levels(tmp_path):
 def test_init_refuses_another_architecture(tmp_path):
     from dataclasses import replace
 
-    from vqzip.train import warm_start
+    from vqzip.training.train import warm_start
 
     export(train(images(), config(), tmp_path / "m.ckpt"), images(64), tmp_path / "m", {"summary": "test"})
     with pytest.raises(RuntimeError, match="differs"):

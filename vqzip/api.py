@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container
+from .coding import container
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
-from .model import to_uint8, to_unit
+from .codec.model import to_uint8, to_unit
 from .zoo import LoadedModel, available_models, find_by_id, load_model
 
 TILE = 128  # latent positions per tile side: bounds memory for any image size

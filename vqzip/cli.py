@@ -177,7 +177,7 @@ def encode(
     from PIL import Image, UnidentifiedImageError
 
     from . import api
-    from .container import check_size
+    from .coding.container import check_size
 
     targets = _targets(inputs, output, out_dir, ".vqz")
     try:
@@ -277,7 +277,8 @@ def decode(
 @app.command()
 def info(inputs: List[str] = Inputs) -> None:
     """Show what a .vqz file holds: model, size, mode, quality, bytes and bits per pixel."""
-    from . import container, zoo
+    from . import zoo
+    from .coding import container
     from .errors import ModelNotFound
 
     failed = 0
@@ -351,7 +352,7 @@ def bench(
 ) -> None:
     """Bits per image and PSNR of every vqzip model and quality against PNG, JPEG, WebP, AVIF and JPEG XL."""
     from .bench import run_bench
-    from .data import DataNotFound
+    from .training.data import DataNotFound
 
     if target.endswith(".json"):
         return _reprint(Path(target))
@@ -395,7 +396,7 @@ def demo(
     from rich.table import Table
 
     from . import api
-    from .evaluate import against_references
+    from .training.evaluate import against_references
 
     try:
         m = api.load_model(model)
@@ -425,7 +426,7 @@ def demo(
               f"and sample-decoded.png; try: vqzip info {out_dir}/sample.vqz")
     if cifar:
         from .bench import run_bench
-        from .data import DataNotFound, load_cifar10
+        from .training.data import DataNotFound, load_cifar10
 
         try:
             load_cifar10("test", data, download=True)
@@ -479,8 +480,8 @@ def train(
     """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .model import CodecConfig
-    from .train import TrainConfig, check_init, export, train as run_training
+    from .codec.model import CodecConfig
+    from .training.train import TrainConfig, check_init, export, train as run_training
 
     qargs = _quantizer_args(quantizer, codebook_size, levels, fsq_levels, lfq_bits)
     train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
@@ -533,7 +534,7 @@ def _training_images(dataset: str, data: Optional[Path], crop: int, crops: int, 
     """(train images, test images or None, source, test source) for 'cifar10' or a photo folder."""
     import numpy as np
 
-    from . import data as datasets
+    from .training import data as datasets
 
     try:
         if dataset == "cifar10":
@@ -574,9 +575,9 @@ def train_prior(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import zoo
-    from .context import MAX_DIM
-    from .evaluate import measure_priors
-    from .prior_training import PriorTrainConfig, finished_epochs, model_tokens, train_context
+    from .coding.context import MAX_DIM
+    from .training.evaluate import measure_priors
+    from .training.prior_training import PriorTrainConfig, finished_epochs, model_tokens, train_context
 
     if dim > MAX_DIM:
         _fail(f"--dim {dim} is too wide: at most {MAX_DIM} keeps the prior's integer sums exact", 2)
@@ -642,7 +643,7 @@ def _device_name(device: str) -> str:
 
     import torch
 
-    from .train import pick_device
+    from .training.train import pick_device
 
     d = pick_device(device)
     if d.type == "cuda":

@@ -115,10 +115,10 @@ TRAINING_ONLY = ("ema_sum", "ema_count", "idle_steps")  # VQ buffers needed to t
 class LoadedModel:
     name: str
     path: Path
-    codec: Any  # vqzip.model.Codec, in eval mode
-    prior: Any  # vqzip.priors.StaticPrior
+    codec: Any  # vqzip.codec.model.Codec, in eval mode
+    prior: Any  # vqzip.coding.priors.StaticPrior
     card: dict[str, Any] = field(default_factory=dict)
-    context: Any = None  # vqzip.priors.ContextPrior, when <name>.prior.safetensors exists
+    context: Any = None  # vqzip.coding.priors.ContextPrior, when <name>.prior.safetensors exists
     context_path: Path | None = None
 
     @property
@@ -145,8 +145,8 @@ class LoadedModel:
 def _load(path: Path) -> LoadedModel:
     from safetensors import safe_open
 
-    from .model import Codec, CodecConfig
-    from .priors import PREFIX, StaticPrior
+    from .codec.model import Codec, CodecConfig
+    from .coding.priors import PREFIX, StaticPrior
 
     try:
         with safe_open(str(path), "pt") as f:
@@ -170,7 +170,7 @@ def _load(path: Path) -> LoadedModel:
 def _load_context(path: Path) -> Any:
     from safetensors import safe_open
 
-    from .priors import ContextPrior
+    from .coding.priors import ContextPrior
 
     try:
         with safe_open(str(path), "np") as f:  # one read for metadata and tensors
@@ -207,7 +207,7 @@ def save_context(model_path: Path, config: dict[str, Any], tensors: dict[str, An
     """Write a model's context prior beside it, atomically; returns its path."""
     from safetensors.numpy import save_file
 
-    from .priors import CONTEXT_PREFIX
+    from .coding.priors import CONTEXT_PREFIX
 
     path = prior_path(model_path)
     tmp = path.with_name(path.name + ".tmp")

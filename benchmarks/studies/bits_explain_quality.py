@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 
 import common
-from vqzip.model import CodecConfig
+from vqzip.codec.model import CodecConfig
 
 STUDY = "bits_explain_quality"
 CLAIM = ("At equal total bits per image it barely matters how the bits split between codebook size and number "

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 import common
-from vqzip.model import CodecConfig
+from vqzip.codec.model import CodecConfig
 
 STUDY = "byte_vs_vq"
 CLAIM = "Byte quantization is about as good as VQ at the same vocabulary size K, and relatively better as K shrinks."

@@ -16,7 +16,7 @@ better PSNR at large K.
 from __future__ import annotations
 
 import common
-from vqzip.model import CodecConfig
+from vqzip.codec.model import CodecConfig
 
 STUDY = "codebook_collapse"
 CLAIM = ("Plain VQ uses a shrinking share of a large codebook (collapse); SimVQ keeps nearly every code in use "

@@ -1,6 +1,6 @@
 """Shared machinery of the quantizer studies: flags, data, one resumable training run, evaluation, plots.
 
-Every run trains with the project's own `vqzip.train.train` (what `vqzip train` calls). Layout of an
+Every run trains with the project's own `vqzip.training.train.train` (what `vqzip train` calls). Layout of an
 output folder:
 
     <out>/runs/<name>.json            one finished run (config, budget, final metrics, curves): skipped next time
@@ -31,9 +31,9 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from vqzip.data import load_cifar10  # noqa: E402
-from vqzip.model import Codec, CodecConfig, to_unit  # noqa: E402
-from vqzip.train import TrainConfig, pick_device, psnr_from_mse, train  # noqa: E402
+from vqzip.training.data import load_cifar10  # noqa: E402
+from vqzip.codec.model import Codec, CodecConfig, to_unit  # noqa: E402
+from vqzip.training.train import TrainConfig, pick_device, psnr_from_mse, train  # noqa: E402
 
 MAX_COUNTED_VOCAB = 2 ** 20  # code-usage histograms only for alphabets up to this size (not the identity's 2**32)
 
@@ -52,7 +52,7 @@ def parser(description: str, study: str, epochs: int, lr: float, batch_size: int
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--data", default=os.environ.get("VQZIP_DATA") or str(REPO.parent / "shared" / "data"),
-                   help="folder holding CIFAR-10 (see vqzip.data)")
+                   help="folder holding CIFAR-10 (see vqzip.training.data)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "studies" / study)
     p.add_argument("--quick", action="store_true", help="a handful of configs instead of the issue's full grid")
     p.add_argument("--only", action="append", default=[], help="run only configs whose name contains this (repeatable)")
@@ -69,7 +69,7 @@ def budget_of(args: argparse.Namespace, n_train: int, n_test: int) -> dict[str, 
     warmup = args.warmup_steps if args.warmup_steps is not None else min(200, max(1, total_steps // 10))
     return {"epochs": args.epochs, "train_images": n_train, "test_images": n_test, "batch_size": args.batch_size,
             "lr": args.lr, "warmup_steps": warmup, "total_steps": total_steps, "seed": args.seed, "optimizer": "Adam",
-            "schedule": "linear warm-up, cosine decay to 5% (vqzip.train.lr_at)", "augmentation": "random h-flip",
+            "schedule": "linear warm-up, cosine decay to 5% (vqzip.training.train.lr_at)", "augmentation": "random h-flip",
             "data": "CIFAR-10 train (first train_images) / test (first test_images)"}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vqzip.data import DataNotFound, candidate_roots, load_cifar10
+from vqzip.training.data import DataNotFound, candidate_roots, load_cifar10
 
 # An image set: one (N, H, W, 3) uint8 array when all images share a size, else a list of (H, W, 3) arrays.
 Images = np.ndarray | list[np.ndarray]

@@ -470,7 +470,7 @@ def run_bench(target: str, *, limit: int | None, models: list[str] | None, codec
     models: vqzip model names (None = every installed model, [] = none); codecs: reference codec names
     (None = png, jpeg (4:2:0 and 4:4:4), webp, avif, jxl); learned: extra, already loaded learned codecs.
     Writes out/results.json and out/rd.png and returns the results dict. ValueError on bad input;
-    vqzip.data.DataNotFound when the dataset is missing. Reference codecs run in `workers` spawned
+    vqzip.training.data.DataNotFound when the dataset is missing. Reference codecs run in `workers` spawned
     processes (0 = in this process), so a calling script needs the `if __name__ == "__main__":` guard.
     """
     refcodecs.resolve(codecs)  # fail on unknown names before loading anything

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .context import ContextConfig, ContextNet
+from ..coding.context import ContextConfig, ContextNet
 from .train import lr_at, pick_device
 
 
@@ -33,7 +33,7 @@ class PriorTrainConfig:
 
 def model_tokens(m: Any, images: np.ndarray, batch: int = 250, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """All-level tokens (N, L, h, w) of same-size uint8 images under a loaded model."""
-    from .api import image_tokens
+    from ..api import image_tokens
 
     out = []
     for start in range(0, len(images), batch):

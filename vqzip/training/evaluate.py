@@ -6,9 +6,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from . import api
-from .bench.metrics import psnr
-from .zoo import LoadedModel
+from .. import api
+from ..bench.metrics import psnr
+from ..zoo import LoadedModel
 
 
 def measure(m: LoadedModel, images: np.ndarray, qualities: list[int] | None = None, batch: int = 500,
@@ -76,7 +76,7 @@ def measure_priors(m: LoadedModel, images: np.ndarray, batch: int = 500, verify:
 def against_references(image: Image.Image, m: LoadedModel, codecs: tuple[str, ...]) -> list[dict[str, Any]]:
     """Per quality on one image: .vqz bytes, PSNR, and for each reference codec the smallest file (over
     its qualities 1..100) that reaches at least that PSNR, or None."""
-    from .bench.codecs import REFERENCE, decode_image
+    from ..bench.codecs import REFERENCE, decode_image
 
     pixels = np.asarray(image.convert("RGB"))
     sweeps = {c: [(len(d), psnr(pixels, decode_image(d))) for d in (REFERENCE[c].encode(pixels, q) for q in range(1, 101))]

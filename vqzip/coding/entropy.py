@@ -12,7 +12,7 @@ import constriction
 cmodel = constriction.stream.model  # a Rust extension: its submodules are attributes, not importable
 queue = constriction.stream.queue
 
-from .errors import FormatError
+from ..errors import FormatError
 
 _FAMILY = cmodel.Categorical(perfect=False)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .entropy import TokenDecoder, TokenEncoder, ideal_bits
-from .errors import FormatError
+from ..errors import FormatError
 
 PREFIX = "prior.static."  # tensor names inside the model's safetensors file
 CONTEXT_PREFIX = "prior.context."  # tensor names inside the model's companion .prior.safetensors file

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import Codec, CodecConfig, to_unit
+from ..codec.model import Codec, CodecConfig, to_unit
 
 
 @dataclass
@@ -141,8 +141,8 @@ def warm_start(model: Codec, init: str) -> None:
     (k-means on the first batch). EMA codebook statistics are not stored with a model, so each loaded
     VQ stage restarts them from its codebook with unit counts: the first updates move it smoothly.
     """
-    from .quantizers.vq import VQ
-    from .zoo import TRAINING_ONLY
+    from ..codec.quantizers.vq import VQ
+    from ..zoo import TRAINING_ONLY
 
     weights = {k: v for k, v in check_init(init, model.config).state_dict().items() if not k.endswith(TRAINING_ONLY)}
     model.load_state_dict(weights, strict=False)
@@ -153,7 +153,7 @@ def warm_start(model: Codec, init: str) -> None:
 
 def check_init(init: str, config: CodecConfig) -> Codec:
     """The model `init` names, if a model of `config` can start from it; else a one-line error."""
-    from .zoo import load_model
+    from ..zoo import load_model
 
     source = load_model(init).codec
     if not _extends(source.config, config):
@@ -184,7 +184,7 @@ def save_checkpoint(path: Path, model: Codec, opt: torch.optim.Optimizer, epoch:
 def fit_prior(model: Codec, images: np.ndarray, batch: int = 1000) -> Any:
     """Static per-level token histograms over `images` at every level (RVQ tokens of a prefix do not
     depend on how many levels follow, so one pass serves every quality)."""
-    from .priors import StaticPrior
+    from ..coding.priors import StaticPrior
 
     tokens = []
     with torch.no_grad():
@@ -201,7 +201,7 @@ def export(model: Codec, train_images: np.ndarray, out: Path, card: dict[str, An
     import json
 
     from .evaluate import measure
-    from .zoo import load_model, model_id, save_model
+    from ..zoo import load_model, model_id, save_model
 
     model = model.cpu().eval()
     weights = save_model(out.with_suffix(".safetensors"), model, fit_prior(model, train_images))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from .errors import FormatError
+from ..errors import FormatError
 
 MAGIC = b"VQ"
 VERSION = 2  # written when the model has a context prior; version 1 otherwise

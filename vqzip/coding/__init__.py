@@ -1,0 +1,7 @@
+"""Tokens to bytes and back, bit-exact: the `.vqz` layout (`container`, no torch), range coding
+(`entropy`, constriction), the priors that give both sides the same integer tables (`priors`) and the
+integer context network behind format version 2 (`context`).
+
+Imports no training, bench or CLI code. This file imports nothing, so `vqzip.coding.container` stays
+free of torch.
+"""
