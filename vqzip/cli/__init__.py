@@ -1,0 +1,58 @@
+"""The `vqzip` command: one typer app, its commands grouped by what they work on.
+
+    codec.py    encode, decode, info, models   files in, files out
+    bench.py    bench, demo                    vqzip against other codecs
+    train.py    train, train-prior             making models
+
+Options that several commands take are declared once in `options.py`; what the commands print (one-line
+errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`.
+Codec logic lives in vqzip.api. Heavy modules (torch) are imported inside the commands that need them,
+so `vqzip --help` and `vqzip --version` answer at once.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import bench, codec, train
+from .console import err, out
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress images into .vqz files with a learned discrete-token codec, and back.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vqzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """vqzip: learned image compression."""
+
+
+# The commands, in the order `vqzip --help` lists them.
+app.command()(codec.encode)
+app.command()(codec.decode)
+app.command()(codec.info)
+app.command()(codec.models)
+app.command()(bench.bench)
+app.command()(bench.demo)
+app.command()(train.train)
+app.command("train-prior")(train.train_prior)
+
+
+def main() -> None:
+    """The console script `vqzip` (and `python -m vqzip`)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,234 @@
+"""Commands that make models: `train` (a codec) and `train-prior` (its learned context prior)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import VqzipError
+from . import options as opt
+from .console import err, fail, one_line
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _quantizer_args(kind: str, codebook_size: int, levels: int, fsq_levels: str, lfq_bits: int) -> dict[str, Any]:
+    """The CLI's few shape options, mapped onto each quantizer's own constructor arguments."""
+    if kind == "rvq":
+        return {"levels": levels, "codebook_size": codebook_size}
+    if kind in ("vq", "simvq"):
+        return {"codebook_size": codebook_size}
+    if kind == "byte":
+        return {"levels": codebook_size}
+    if kind == "fsq":
+        return {"levels": [int(v) for v in fsq_levels.split(",")]}
+    if kind == "lfq":
+        return {"bits": lfq_bits}
+    fail(f"unknown quantizer {kind!r}; choose rvq, vq, byte, simvq, fsq or lfq", 2)
+
+
+def train(
+    dataset: Annotated[str, typer.Argument(help="'cifar10', or a folder of photos (trained on random crops).")],
+    out: Annotated[Path, opt.out("Output stem: writes OUT.safetensors, OUT.json (and OUT.ckpt while training).")],
+    quantizer: Annotated[str, typer.Option("--quantizer", help="rvq, vq, byte, simvq, fsq or lfq.")] = "rvq",
+    epochs: opt.Epochs = 10,
+    batch_size: opt.BatchSize = 128,
+    lr: opt.Lr = 2e-3,
+    data: opt.TrainData = None,
+    limit: opt.TrainLimit = None,
+    device: opt.Device = "auto",
+    resume: Annotated[bool, opt.resume("Continue from OUT.ckpt.")] = False,
+    init: Annotated[str | None, typer.Option("--init", help="Start from this model's weights (name or path; same "
+                                                            "architecture) to train it further.")] = None,
+    seed: opt.Seed = 0,
+    channels: Annotated[int, typer.Option("--channels", help="Network width.")] = 48,
+    latent_dim: Annotated[int, typer.Option("--latent-dim")] = 64,
+    downsamples: Annotated[int, typer.Option("--downsamples", help="Latent grid = image / 2**downsamples.")] = 2,
+    codebook_size: Annotated[int, typer.Option("--codebook-size", help="Codebook size (vq, rvq, simvq) or K (byte).")] = 256,
+    levels: Annotated[int, typer.Option("--levels", help="RVQ levels (= quality levels).")] = 10,
+    fsq_levels: Annotated[str, typer.Option("--fsq-levels")] = "8,5,5,5",
+    lfq_bits: Annotated[int, typer.Option("--lfq-bits")] = 10,
+    crop: opt.Crop = 64,
+    crops: Annotated[int, opt.crops("Random crops for photo folders (drawn once from --seed; flipped at random "
+                                    "every epoch).")] = 20000,
+    evaluate: Annotated[bool, opt.evaluate("Measure test-set bytes and PSNR into the model card.")] = True,
+) -> None:
+    """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..codec.model import CodecConfig
+    from ..training.train import TrainConfig, check_init, export
+    from ..training.train import train as run_training
+
+    qargs = _quantizer_args(quantizer, codebook_size, levels, fsq_levels, lfq_bits)
+    train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit, init=init,
+                      codec=CodecConfig(channels=channels, downsamples=downsamples, latent_dim=latent_dim,
+                                        quantizer=quantizer, quantizer_args=qargs))
+    if init:  # a bad --init fails here, before any progress output
+        try:
+            check_init(init, cfg.codec)
+        except (RuntimeError, VqzipError) as exc:
+            fail(str(exc))
+    columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+               TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.4f} PSNR {task.fields[psnr]:.2f} dB "
+                          "util {task.fields[util]:.2f} {task.fields[ips]:.0f} img/s"), TimeElapsedColumn()]
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports and exports
+    with Progress(*columns, console=err, disable=rank != 0) as bar:
+        task = bar.add_task("train", total=1, epoch=0, epochs=epochs, loss=0.0, psnr=0.0, util=0.0, ips=0.0)
+
+        def on_step(s: dict[str, Any]) -> None:
+            bar.update(task, completed=s["step"], total=s["steps"], epoch=s["epoch"], loss=s["loss"], psnr=s["psnr"],
+                       util=s["utilisation"], ips=s["images_per_s"])
+            if s["step"] == s["steps"] and not err.is_terminal:  # logs get one line per epoch
+                err.print(f"epoch {s['epoch']}/{s['epochs']}: loss {s['loss']:.4f} PSNR {s['psnr']:.2f} dB "
+                          f"util {s['utilisation']:.2f} {s['images_per_s']:.0f} img/s")
+
+        try:
+            model = run_training(train_images, cfg, out.with_suffix(".ckpt"), resume=resume, on_step=on_step)
+        except (RuntimeError, VqzipError) as exc:
+            fail(str(exc))
+    if rank != 0:
+        return
+    card: dict[str, Any] = {"summary": f"{quantizer} on {source}", "data": source, "test_data": test_source,
+                            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit,
+                            "command": "vqzip " + " ".join(sys.argv[1:])}
+    if init:  # the chain that made this model: what it started from, and how that was made
+        from ..zoo import load_model
+
+        start = load_model(init)
+        card["init"] = {"model": init, "model_id": f"{start.model_id:04x}", "command": start.card.get("command")}
+    err.print("fitting the prior on the training set...")
+    measured = test_images if evaluate else None
+    with Progress(TextColumn("measuring real .vqz files, every quality"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("measure", total=model.qualities * len(measured) if measured is not None else 0)
+        card = export(model, train_images[:limit] if limit else train_images, out, card, measured,
+                      on_batch=lambda n: bar.advance(task, n))
+    err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
+
+
+def _training_images(dataset: str, data: Path | None, crop: int, crops: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray | None, str, str | None]:
+    """(train images, test images or None, source, test source) for 'cifar10' or a photo folder."""
+    import numpy as np
+
+    from ..training import data as datasets
+
+    try:
+        if dataset == "cifar10":
+            train_images, _ = datasets.load_cifar10("train", data, download=True)
+            test_images, _ = datasets.load_cifar10("test", data, download=True)
+            return train_images, test_images, "CIFAR-10 train (50,000 images)", "CIFAR-10 test (10,000 images)"
+        if Path(dataset).is_dir():
+            photos = datasets.load_image_folder(Path(dataset))
+            crops_ = datasets.random_crops(photos, crop, crops, np.random.default_rng(seed))
+            return crops_, None, f"{crops} random {crop}x{crop} crops of {dataset}", None
+    except (OSError, ValueError) as exc:
+        fail(one_line(exc))
+    fail(f"{dataset}: not 'cifar10' and not a folder", 2)
+
+
+def train_prior(
+    model: Annotated[str, typer.Argument(help="Model name or path; writes NAME.prior.safetensors beside it and "
+                                              "updates NAME.json.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="'cifar10', or a folder of photos (random crops): the "
+                                                           "model's own training data.")] = "cifar10",
+    epochs: opt.Epochs = 4,
+    batch_size: opt.BatchSize = 64,
+    lr: opt.Lr = 3e-3,
+    dim: Annotated[int, typer.Option("--dim", min=4, help="Width of the context network, 4..195 (wider integer sums "
+                                                          "would not be exact).")] = 64,
+    data: opt.TrainData = None,
+    limit: opt.TrainLimit = None,
+    device: opt.Device = "auto",
+    resume: Annotated[bool, opt.resume("Continue from NAME.prior.ckpt.")] = False,
+    seed: opt.Seed = 0,
+    crop: opt.Crop = 256,
+    crops: Annotated[int, opt.crops("Random crops for photo folders.")] = 2000,
+    evaluate: Annotated[bool, opt.evaluate("Measure test-set bytes with both priors into the model card.")] = True,
+) -> None:
+    """Train a learned context prior for a trained model (format version 2: fewer bytes, same tokens)."""
+    import json
+
+    import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .. import zoo
+    from ..coding.context import MAX_DIM
+    from ..training.evaluate import measure_priors
+    from ..training.prior_training import PriorTrainConfig, finished_epochs, model_tokens, train_context
+
+    if dim > MAX_DIM:
+        fail(f"--dim {dim} is too wide: at most {MAX_DIM} keeps the prior's integer sums exact", 2)
+    try:
+        m = zoo.load_model(model)
+    except VqzipError as exc:
+        fail(str(exc))
+    train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
+    if limit:
+        train_images = train_images[:limit]
+    cfg = PriorTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, dim=dim)
+    checkpoint = m.path.with_name(m.name + ".prior.ckpt")
+    if resume and finished_epochs(checkpoint) >= epochs:  # only the export and the measurement are left
+        tokens = np.zeros((0, m.qualities, 1, 1), np.int16)
+    else:
+        with Progress(TextColumn("tokens of the training images"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+            task = bar.add_task("tokens", total=len(train_images))
+            tokens = model_tokens(m, train_images, on_batch=lambda n: bar.advance(task, n))
+    columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+               TextColumn("step {task.completed}/{task.total} {task.fields[bits]:.3f} bits/token {task.fields[ips]:.0f} img/s"),
+               TimeElapsedColumn()]
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports and exports
+    with Progress(*columns, console=err, disable=rank != 0) as bar:
+        task = bar.add_task("train", total=1, epoch=0, epochs=epochs, bits=0.0, ips=0.0)
+
+        def on_step(s: dict[str, Any]) -> None:
+            bar.update(task, completed=s["step"], total=s["steps"], epoch=s["epoch"], bits=s["bits"], ips=s["images_per_s"])
+            if s["step"] == s["steps"] and not err.is_terminal:  # logs get one line per epoch
+                err.print(f"epoch {s['epoch']}/{s['epochs']}: {s['bits']:.3f} bits/token {s['images_per_s']:.0f} img/s")
+
+        try:
+            net = train_context(tokens, max(m.codec.quantizer.vocab_sizes), cfg, checkpoint, resume=resume, on_step=on_step)
+        except RuntimeError as exc:
+            fail(str(exc))
+    path = zoo.save_context(m.path, net.cfg.to_dict(), net.to_integer())
+    card = dict(m.card)
+    card["context_prior"] = {
+        "file": path.name, "config": net.cfg.to_dict(), "data": source, "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "seed": seed, "limit": limit, "train_seconds": round(net.train_seconds),
+        "hardware": f"{_device_name(cfg.device)}", "command": "vqzip " + " ".join(sys.argv[1:])}
+    if evaluate and test_images is not None:
+        m = zoo.load_model(m.path)
+        with Progress(TextColumn("measuring real .vqz files, both priors"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+            task = bar.add_task("measure", total=len(test_images))
+            rows = measure_priors(m, test_images, on_batch=lambda n: bar.advance(task, n))
+        card["context_prior"]["results"] = {
+            "dataset": test_source, "images": len(test_images),
+            "method": "the same tokens coded with the static tables (format version 1) and with the context prior "
+                      "(version 2): mean size of real .vqz files; the first 500 of each decoded back", "per_quality": rows}
+        card["results"] = {**card.get("results", {}), "prior": "context (format version 2)",
+                           "per_quality": [{"quality": r["quality"], "levels": r["levels"], "bytes": r["context_bytes"],
+                                            "ideal_payload_bytes": r["context_ideal_payload_bytes"], "bpp": r["bpp"],
+                                            "psnr": r["psnr"]} for r in rows]}
+    tmp = m.path.with_name(m.name + ".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, m.path.with_name(m.name + ".json"))
+    err.print(f"wrote {path} and {m.name}.json")
+
+
+def _device_name(device: str) -> str:
+    """What the card records as hardware: the GPU's name, or the CPU and torch's thread count."""
+    import platform
+
+    import torch
+
+    from ..training.train import pick_device
+
+    d = pick_device(device)
+    if d.type == "cuda":
+        return torch.cuda.get_device_name(d)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
