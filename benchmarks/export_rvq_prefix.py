@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqzip.training import data as datasets
 from vqzip.codec.model import Codec, CodecConfig
+from vqzip.training import data as datasets
 from vqzip.training.train import export
 
 
@@ -39,9 +39,11 @@ def main() -> None:
     codec = Codec(cfg)
     codec.load_state_dict({n: v for n, v in state["model"].items()
                            if not (n.startswith("quantizer.stages.") and int(n.split(".")[2]) >= args.levels)})
-    crops = datasets.random_crops(datasets.load_image_folder(args.photos), args.crop, args.crops, np.random.default_rng(args.seed))
+    crops = datasets.random_crops(datasets.load_image_folder(args.photos), args.crop, args.crops,
+                                  np.random.default_rng(args.seed))
     base = json.loads((args.card or args.out.with_suffix(".json")).read_text())
-    card = {k: base[k] for k in ("summary", "data", "test_data", "epochs", "batch_size", "lr", "seed", "limit", "command", "hardware", "training_notes") if k in base}
+    card = {k: base[k] for k in ("summary", "data", "test_data", "epochs", "batch_size", "lr", "seed", "limit", "command",
+                                 "hardware", "training_notes") if k in base}
     card["export"] = (f"first {args.levels} of the {trained} trained RVQ levels kept (finer levels added under 0.1 dB each on "
                       f"the training photos, checked before any Kodak measurement); prior refitted on the training crops: "
                       f"python benchmarks/export_rvq_prefix.py {args.checkpoint} {args.levels} {args.out} --photos {args.photos} "

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vqzip.coding.priors import ContextPrior
 from vqzip.training.data import load_cifar10
 from vqzip.training.prior_training import PriorTrainConfig, model_tokens, train_context
-from vqzip.coding.priors import ContextPrior
 from vqzip.zoo import load_model
 
 ROOT = Path(__file__).resolve().parent
@@ -63,15 +63,17 @@ def main() -> None:
     for dim in todo:
         cfg = PriorTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=dim, device="cpu")
         start = time.perf_counter()
-        net = train_context(train, m.codec.quantizer.vocab_sizes[0], cfg, ROOT.parent / "runs" / "prior_capacity" / f"{m.name}-d{dim}.ckpt",
-                            resume=True)
+        checkpoint = ROOT.parent / "runs" / "prior_capacity" / f"{m.name}-d{dim}.ckpt"
+        net = train_context(train, m.codec.quantizer.vocab_sizes[0], cfg, checkpoint, resume=True)
         bits = ContextPrior(net.cfg, net.to_integer()).level_bits(test).mean(0)
-        done[str(dim)] = {"parameters": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.perf_counter() - start),
+        done[str(dim)] = {"parameters": sum(p.numel() for p in net.parameters()),
+                          "train_seconds": round(time.perf_counter() - start),
                           "bits_per_level": [round(float(b), 2) for b in bits], "saving_percent": savings(bits, static)}
         print(f"dim {dim}: saving per quality {done[str(dim)]['saving_percent']}", flush=True)
         result = {"model": m.name, "model_id": f"{m.model_id:04x}",
                   "command": " ".join(["python benchmarks/prior_capacity.py", *sys.argv[1:]]),
-                  "data": f"tokens of the first {args.train} CIFAR-10 training images; measured on the first {args.test} test images",
+                  "data": f"tokens of the first {args.train} CIFAR-10 training images; "
+                          f"measured on the first {args.test} test images",
                   "budget": f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
                             f"{args.epochs * (args.train // args.batch_size)} steps, CPU {args.threads} thread(s)",
                   "method": "mean payload bits per image and level under the exact integer tables (ideal code length; "

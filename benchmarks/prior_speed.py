@@ -27,10 +27,15 @@ ROOT = Path(__file__).resolve().parent
 BATCH = 256
 
 
-def _rate(fn, n: int) -> float:
-    start = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - start)
+class _Timer:
+    """`with _Timer() as t:` ... then t.seconds."""
+
+    def __enter__(self) -> _Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
 
 
 def cifar(model: str, count: int, data: Path | None) -> list[dict]:
@@ -40,14 +45,19 @@ def cifar(model: str, count: int, data: Path | None) -> list[dict]:
     rows = []
     for q in sorted({1, m.default_quality, m.qualities}):
         for prior in ("context", "static"):
-            files: list[list[bytes]] = []
-            enc = _rate(lambda: files.extend([e.data for e in api.encode_batch(b, m, q, prior=prior)] for b in batches), len(images))
-            dec = _rate(lambda: [api.decode_batch(f, m) for f in files], len(images))
+            with _Timer() as t_enc:
+                files = [[e.data for e in api.encode_batch(b, m, q, prior=prior)] for b in batches]
+            with _Timer() as t_dec:
+                for f in files:
+                    api.decode_batch(f, m)
             tokens = [api.image_tokens(b, m, q) for b in batches]
             coder = m.context if prior == "context" else m.prior
-            payloads: list[list[bytes]] = []
-            penc = _rate(lambda: payloads.extend([p for p, _ in coder.encode(t)] for t in tokens), len(images))
-            pdec = _rate(lambda: [coder.decode(p, q, 8, 8) for p in payloads], len(images))
+            with _Timer() as t_penc:
+                payloads = [[p for p, _ in coder.encode(t)] for t in tokens]
+            with _Timer() as t_pdec:
+                for p in payloads:
+                    coder.decode(p, q, 8, 8)
+            enc, dec, penc, pdec = (len(images) / t.seconds for t in (t_enc, t_dec, t_penc, t_pdec))
             rows.append({"quality": q, "prior": prior, "bytes": float(np.mean([len(d) for f in files for d in f])),
                          "encode_images_per_s": round(enc), "decode_images_per_s": round(dec),
                          "prior_only_encode_images_per_s": round(penc), "prior_only_decode_images_per_s": round(pdec)})
@@ -102,9 +112,11 @@ def main() -> None:
     args.out = args.out or ROOT / "results" / f"prior_speed-{isa.lower()}.json"
     results = {"machine": f"{cpu_name()}, {os.cpu_count()} CPUs, torch threads 2, torch CPU capability {isa}",
                "torch": torch.__version__,
-               "command": "python benchmarks/prior_speed.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+               "command": "python benchmarks/prior_speed.py " + " ".join(f"--{k.replace('_', '-')} {v}"
+                                                                          for k, v in vars(args).items()
                                                                           if k not in ("data", "out")),
-               "cifar10": {"model": args.model, "images": args.images, "batch": BATCH, "rows": cifar(args.model, args.images, args.data)},
+               "cifar10": {"model": args.model, "images": args.images, "batch": BATCH,
+                           "rows": cifar(args.model, args.images, args.data)},
                "kodak": {"model": args.kodak_model, "rows": kodak(args.kodak_model, args.data / "kodak")}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

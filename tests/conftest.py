@@ -57,8 +57,8 @@ def _tiny_context_model(folder: Path) -> None:
     import torch
 
     from vqzip.codec.model import Codec, CodecConfig
-    from vqzip.training.prior_training import PriorTrainConfig, train_context
     from vqzip.coding.priors import StaticPrior
+    from vqzip.training.prior_training import PriorTrainConfig, train_context
     from vqzip.zoo import save_context, save_model
 
     torch.manual_seed(1)
@@ -69,7 +69,8 @@ def _tiny_context_model(folder: Path) -> None:
     codec.eval()
     tokens = codec.encode_tokens(x, 3).numpy()
     path = save_model(folder / "tiny-ctx.safetensors", codec, StaticPrior.fit(tokens, codec.quantizer.vocab_sizes))
-    net = train_context(tokens, 16, PriorTrainConfig(epochs=1, batch_size=16, dim=8, warmup_steps=1), folder / "tiny-ctx.prior.ckpt")
+    cfg = PriorTrainConfig(epochs=1, batch_size=16, dim=8, warmup_steps=1)
+    net = train_context(tokens, 16, cfg, folder / "tiny-ctx.prior.ckpt")
     save_context(path, net.cfg.to_dict(), net.to_integer())
     (folder / "tiny-ctx.json").write_text('{"default_quality": 2}')
 

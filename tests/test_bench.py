@@ -11,8 +11,8 @@ from PIL import Image
 
 from vqzip.bench import bd_rate, bench_images, psnr, rate_at_psnr, run_bench, ssim
 from vqzip.bench import codecs as refcodecs
-from vqzip.bench.report import equal_psnr
 from vqzip.bench.datasets import load_folder
+from vqzip.bench.report import equal_psnr
 from vqzip.training.data import DataNotFound
 
 
@@ -84,7 +84,9 @@ def test_rate_at_psnr_reads_the_reference_between_its_points() -> None:
 
 
 def test_equal_psnr_compares_each_point_with_each_reference() -> None:
-    pt = lambda codec, q, bits, db: {"codec": codec, "quality": q, "bits_per_image": bits, "psnr": db}
+    def pt(codec: str, q: int, bits: float, db: float) -> dict:
+        return {"codec": codec, "quality": q, "bits_per_image": bits, "psnr": db}
+
     results = {"points": [pt("jpeg-420", 10, 100.0, 20.0), pt("jpeg-420", 50, 400.0, 30.0),
                           pt("vqzip:m", 1, 50.0, 20.0), pt("vqzip:m", 2, 300.0, 25.0), pt("vqzip:m", 3, 500.0, 31.0)],
                "bd_rate": [{"codec": "vqzip:m", "reference": "jpeg-420"}]}

@@ -7,13 +7,30 @@ import numpy as np
 import pytest
 import torch
 
-from vqzip.coding.context import (ACT_MAX, BLOCK, CACHED_POSITIONS, GROUPS, MAX_DIM, SAME_OFFSETS, ContextConfig, ContextNet,
-                           IntegerContext, bag_source, block_sources, chunk_sources, coding_spans, group_map, level_bags,
-                           raster_chunk, same_bags, schedule)
+from vqzip.coding.context import (
+    ACT_MAX,
+    BLOCK,
+    CACHED_POSITIONS,
+    GROUPS,
+    MAX_DIM,
+    SAME_OFFSETS,
+    ContextConfig,
+    ContextNet,
+    IntegerContext,
+    bag_source,
+    block_sources,
+    chunk_sources,
+    coding_spans,
+    group_map,
+    level_bags,
+    raster_chunk,
+    same_bags,
+    schedule,
+)
 from vqzip.coding.entropy import TokenEncoder
+from vqzip.coding.priors import ContextPrior, StaticPrior
 from vqzip.errors import FormatError
 from vqzip.training.prior_training import PriorTrainConfig, train_context
-from vqzip.coding.priors import ContextPrior, StaticPrior
 
 
 def _tokens(n: int, levels: int, h: int, w: int, vocab: int, seed: int = 0) -> np.ndarray:
@@ -36,21 +53,24 @@ def _reference_tables(integer: dict[str, np.ndarray], cfg: ContextConfig, tokens
     t = torch.from_numpy(tokens)
     n, _, h, w = tokens.shape
     emb = integer["embed"].astype(np.int64)
+    lut = integer["lut"].astype(np.int64)
+
+    def table(logits: np.ndarray, shift: int) -> np.ndarray:
+        return lut[np.minimum((logits.max(-1, keepdims=True) - logits) >> shift, len(lut) - 1)]
+
     rows = []
     for chunk in [raster_chunk(h, w)]:
-        bags = torch.cat([same_bags(t, cfg, level, chunk), level_bags(t, cfg, level).view(n, h * w, -1)[:, chunk.flat].flatten(0, 1),
+        bags = torch.cat([same_bags(t, cfg, level, chunk),
+                          level_bags(t, cfg, level).view(n, h * w, -1)[:, chunk.flat].flatten(0, 1),
                           *[(cfg.rows["column"][0] + lv * cfg.vocab + t[:, lv].flatten(1)[:, chunk.flat]).reshape(-1, 1)
                             for lv in range(level)]], 1).numpy()
         h0 = np.clip(emb[bags].sum(1), 0, ACT_MAX)
         acc = h0 @ integer["w1"][level].astype(np.int64).T + integer["b1"][level]
         a1 = np.clip((acc + (1 << int(integer["shift1"][level]) >> 1)) >> int(integer["shift1"][level]), 0, ACT_MAX)
         (hs, ls) = cfg.split
-        lut = integer["lut"].astype(np.int64)
-
-        def table(logits: np.ndarray, shift: int) -> np.ndarray:
-            return lut[np.minimum((logits.max(-1, keepdims=True) - logits) >> shift, len(lut) - 1)]
         p_hi = table(a1 @ integer["whi"][level].astype(np.int64).T + integer["bhi"][level], int(integer["shifthi"][level]))
-        lo_logits = np.einsum("nhsd,nd->nhs", np.broadcast_to(integer["wlo"][level].astype(np.int64), (len(a1), hs, ls, a1.shape[1])), a1)
+        wlo = np.broadcast_to(integer["wlo"][level].astype(np.int64), (len(a1), hs, ls, a1.shape[1]))
+        lo_logits = np.einsum("nhsd,nd->nhs", wlo, a1)
         p_lo = table(lo_logits + integer["blo"][level], int(integer["shiftlo"][level]))
         p_lo[:, np.arange(hs * ls).reshape(hs, ls) >= cfg.vocab] = 1  # codes past K: the floor count
         rows.append((p_hi, p_lo, a1))

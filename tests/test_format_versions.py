@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from vqzip import api
-from vqzip.coding import container
 from vqzip.bench.metrics import psnr
+from vqzip.coding import container
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from vqzip import api, zoo
-from vqzip.coding import container
 from vqzip.bench.metrics import psnr
+from vqzip.coding import container
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,16 @@ import os
 import warnings
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .codec.model import to_uint8, to_unit
 from .coding import container
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
-from .codec.model import to_uint8, to_unit
 from .zoo import LoadedModel, available_models, find_by_id, load_model
 
 TILE = 128  # latent positions per tile side: bounds memory for any image size
@@ -166,7 +166,7 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, (rgb, _, _) in enumerate(prepared):
         groups[rgb.shape[:2]].append(i)
-    out: list[Encoded | None] = [None] * len(images)
+    out: dict[int, Encoded] = {}
     for (height, width), idx in groups.items():
         for start in range(0, len(idx), batch):
             chunk = idx[start: start + batch]
@@ -174,7 +174,7 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
             packed = _pack(tokens, m, width, height, [prepared[i][1] for i in chunk], q, [prepared[i][2] for i in chunk], version)
             for i, e in zip(chunk, packed):
                 out[i] = e
-    return out  # type: ignore[return-value]
+    return [out[i] for i in range(len(images))]
 
 
 def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
@@ -217,7 +217,7 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (f, m) in enumerate(files):
         groups[(m.path, f.header.width, f.header.height, f.header.quality, f.header.version)].append(i)
-    out: list[np.ndarray | None] = [None] * len(files)
+    out: dict[int, np.ndarray] = {}
     for (_, width, height, quality, version), idx in groups.items():
         m = files[idx[0]][1]
         stride, levels = m.codec.stride, m.codec.levels_for(quality)
@@ -225,14 +225,15 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
         tokens = _coder(m, version).decode([files[i][0].payload for i in idx], levels, h, w)
         for i, img in zip(idx, token_images(tokens, m, height, width)):
             out[i] = img
-    return out  # type: ignore[return-value]
+    return [out[i] for i in range(len(files))]
 
 
 def file_tokens(data: bytes, model: LoadedModel | str | None = None) -> np.ndarray:
     """The token grid (levels, h, w) a .vqz file holds, without running the decoder network."""
     f, m = _open(data, model)
     stride, h = m.codec.stride, f.header
-    return _coder(m, h.version).decode([f.payload], m.codec.levels_for(h.quality), -(-h.height // stride), -(-h.width // stride))[0]
+    grid = -(-h.height // stride), -(-h.width // stride)
+    return _coder(m, h.version).decode([f.payload], m.codec.levels_for(h.quality), *grid)[0]
 
 
 def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -68,10 +68,13 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path:
     raise ModelNotFound(f"model {name!r} not found; available: {', '.join(available_models()) or 'none'}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def digest(path: Path) -> bytes:
+    h = hashlib.sha256()  # not hashlib.file_digest: that is Python 3.11+
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").digest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
 
 
 def model_id(path: Path) -> int:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+import common
 import numpy as np
 
-import common
 from vqzip.codec.model import CodecConfig
 
 STUDY = "bits_explain_quality"
@@ -70,8 +70,8 @@ def specs(args) -> list[common.RunSpec]:
                                   {"family": "ae", "grid": 4, "d": d}))
     for d in g["vq_dims"]:
         for k in g["vq_ks"]:
-            out.append(common.RunSpec(f"vq4x4_d{d}_k{k}", CodecConfig(**net4, latent_dim=d, quantizer="vq", quantizer_args={"codebook_size": k}),
-                                      {"family": "vq", "grid": 4, "d": d, "k": k}))
+            cfg = CodecConfig(**net4, latent_dim=d, quantizer="vq", quantizer_args={"codebook_size": k})
+            out.append(common.RunSpec(f"vq4x4_d{d}_k{k}", cfg, {"family": "vq", "grid": 4, "d": d, "k": k}))
 
     def rvq(grid_side: int, net: dict, size: int) -> list[common.RunSpec]:
         d, tag = 64, f"rvq{grid_side}x{grid_side}_d64_k{size}"
@@ -89,8 +89,8 @@ def specs(args) -> list[common.RunSpec]:
     for size in g["rvq_sizes"]:
         out += rvq(4, net4, size)
     for k in g["g8_vq_ks"]:
-        out.append(common.RunSpec(f"vq8x8_d64_k{k}", CodecConfig(**net8, latent_dim=64, quantizer="vq", quantizer_args={"codebook_size": k}),
-                                  {"family": "vq", "grid": 8, "d": 64, "k": k}))
+        cfg = CodecConfig(**net8, latent_dim=64, quantizer="vq", quantizer_args={"codebook_size": k})
+        out.append(common.RunSpec(f"vq8x8_d64_k{k}", cfg, {"family": "vq", "grid": 8, "d": 64, "k": k}))
     for size in g["g8_rvq_sizes"]:
         out += rvq(8, net8, size)
     return out
@@ -200,7 +200,8 @@ def plot(args, budget, results, analysis) -> list[str]:
     if allx:
         draw_fit(ax, min(allx), max(allx))
     _log_axes(ax, "total bits per image (positions x sum of log2 k), 4x4 latent grid", "test MSE ([0,1] RGB)")
-    names.append(common.save_figure(fig, args.out / "mse_vs_bits.png", "Bits explain quality: test MSE vs bits (4x4 grid)", budget, results))
+    names.append(common.save_figure(fig, args.out / "mse_vs_bits.png", "Bits explain quality: test MSE vs bits (4x4 grid)",
+                                    budget, results))
 
     g8 = [p for p in pts if p["grid"] == 8]
     if g8:
@@ -218,7 +219,8 @@ def plot(args, budget, results, analysis) -> list[str]:
             ax.plot([p["bits"] for p in s], [p["mse"] for p in s], "-", marker=".", color=f"C{i}", label=f"8x8 RVQ d=64, k={k}")
         v8 = sorted((p for p in g8 if p["family"] == "vq"), key=lambda p: p["bits"])
         if v8:
-            ax.plot([p["bits"] for p in v8], [p["mse"] for p in v8], "s-", color="C3", label="8x8 VQ d=64, k=" + ",".join(str(p["k"]) for p in v8))
+            ax.plot([p["bits"] for p in v8], [p["mse"] for p in v8], "s-", color="C3",
+                    label="8x8 VQ d=64, k=" + ",".join(str(p["k"]) for p in v8))
         for pair in analysis["grid_8x8_vs_4x4"]:
             best = min(pair["4x4"], key=lambda o: o["mse"])
             ax.plot([pair["bits"]] * 2, [pair["8x8"]["mse"], best["mse"]], color="C1", lw=0.8, alpha=0.7)
@@ -226,7 +228,8 @@ def plot(args, budget, results, analysis) -> list[str]:
         if q4:
             draw_fit(ax, min(p["bits"] for p in q4 + g8), max(p["bits"] for p in q4 + g8))
         _log_axes(ax, "total bits per image (positions x sum of log2 k)", "test MSE")
-        names.append(common.save_figure(fig, args.out / "grid_8x8_vs_4x4.png", "8x8 vs 4x4 latent grids at equal total bits", budget, results))
+        names.append(common.save_figure(fig, args.out / "grid_8x8_vs_4x4.png", "8x8 vs 4x4 latent grids at equal total bits",
+                                        budget, results))
 
     eq = analysis["equal_bits_4x4"]
     if eq:
@@ -235,7 +238,8 @@ def plot(args, budget, results, analysis) -> list[str]:
             for c in e["configs"]:
                 fam = "vq" if c["run"].startswith("vq") else "rvq"
                 ax.plot(e["bits"], c["mse"], "o" if fam == "vq" else ".", color="C3" if fam == "vq" else "C0", ms=5)
-            ax.plot([e["bits"]] * 2, [min(c["mse"] for c in e["configs"]), max(c["mse"] for c in e["configs"])], color="0.6", lw=0.8)
+            spread = [min(c["mse"] for c in e["configs"]), max(c["mse"] for c in e["configs"])]
+            ax.plot([e["bits"]] * 2, spread, color="0.6", lw=0.8)
         ax.plot([], [], "o", color="C3", label="VQ (one codebook)")
         ax.plot([], [], ".", color="C0", label="RVQ (several codebooks)")
         ax.set_xscale("log", base=2)
@@ -245,7 +249,8 @@ def plot(args, budget, results, analysis) -> list[str]:
         ax.set_title(f"median spread at equal bits: {analysis['equal_bits_4x4_median_spread_db']:.2f} dB", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        names.append(common.save_figure(fig, args.out / "equal_bits_spread.png", "Equal bits, different splits (4x4 grid)", budget, results))
+        names.append(common.save_figure(fig, args.out / "equal_bits_spread.png", "Equal bits, different splits (4x4 grid)",
+                                        budget, results))
     return names
 
 
@@ -271,7 +276,8 @@ def main() -> None:
     plots = plot(args, budget, results, analysis) if results else []
     common.write_results(
         args, STUDY, CLAIM, budget, {**grid(args), "latent_grids": {"4x4": "downsamples=3", "8x8": "downsamples=2"},
-                                     "vq_args": "vqzip defaults: EMA codebook, k-means init, dead-code restarts after 50 idle steps"},
+                                     "vq_args": "vqzip defaults: EMA codebook, k-means init, "
+                                                "dead-code restarts after 50 idle steps"},
         results, analysis, plots,
         [f"Plain autoencoder points: {AE_X}.",
          "RVQ prefix mode: one model per codebook size trained with quantizer dropout (a random prefix per sample), "

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import math
 
+import common
 import numpy as np
 
-import common
 from vqzip.codec.model import CodecConfig
 
 STUDY = "byte_vs_vq"
@@ -109,7 +109,8 @@ def plot(args, budget, results) -> list[str]:
     a2.set_xlabel("training step")
     a2.set_ylabel("training PSNR (dB, windowed mean)")
     a2.grid(alpha=0.3)
-    names.append(common.save_figure(fig, args.out / "curves.png", "Byte vs VQ: training curves (solid VQ, dashed Byte)", budget, results))
+    names.append(common.save_figure(fig, args.out / "curves.png", "Byte vs VQ: training curves (solid VQ, dashed Byte)",
+                                    budget, results))
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for q in ("vq", "byte"):
@@ -127,7 +128,8 @@ def plot(args, budget, results) -> list[str]:
     for k in ks:
         if ("vq", k) in by:
             ep = by[("vq", k)]["curves"]["epochs"]
-            a2.plot([e["epoch"] for e in ep], [e["test_usage"][0]["utilisation"] for e in ep], marker="o", color=colours[k], label=f"VQ K={k}")
+            a2.plot([e["epoch"] for e in ep], [e["test_usage"][0]["utilisation"] for e in ep], marker="o", color=colours[k],
+                    label=f"VQ K={k}")
     a2.set_ylim(0, 1.05)
     a2.set_xlabel("epoch")
     a2.set_ylabel("VQ codebook utilisation (test set)")

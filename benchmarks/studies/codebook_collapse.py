@@ -16,6 +16,7 @@ better PSNR at large K.
 from __future__ import annotations
 
 import common
+
 from vqzip.codec.model import CodecConfig
 
 STUDY = "codebook_collapse"
@@ -38,8 +39,8 @@ def specs(args) -> list[common.RunSpec]:
     for k in args.sizes or (QUICK_SIZES if args.quick else SIZES):
         for v in args.variants:
             kind, extra = VARIANTS[v]
-            out.append(common.RunSpec(f"{v}_K{k}", CodecConfig(**net, quantizer=kind, quantizer_args={"codebook_size": k, **extra}),
-                                      {"variant": v, "K": k}))
+            cfg = CodecConfig(**net, quantizer=kind, quantizer_args={"codebook_size": k, **extra})
+            out.append(common.RunSpec(f"{v}_K{k}", cfg, {"variant": v, "K": k}))
     return out
 
 
@@ -87,7 +88,8 @@ def plot(args, budget, results) -> list[str]:
             ep = r["curves"]["epochs"]
             top.plot([e["epoch"] for e in ep], [e["test_usage"][0]["utilisation"] for e in ep], "o-", color=colour[v], label=v)
             st = r["curves"]["steps"]
-            bottom.plot([s["step"] for s in st], [s["batch_utilisation"] for s in st], color=colour[v], lw=1, marker=".", ms=3, label=v)
+            bottom.plot([s["step"] for s in st], [s["batch_utilisation"] for s in st], color=colour[v], lw=1, marker=".", ms=3,
+                        label=v)
         top.axhline(_cap(budget["test_images"] * 64, k), color="0.5", ls=":", lw=0.8)
         bottom.axhline(_cap(batch_vectors, k), color="0.5", ls=":", lw=0.8)
         top.set_title(f"K = {k:,}")
@@ -102,7 +104,8 @@ def plot(args, budget, results) -> list[str]:
             bottom.set_ylabel("utilisation per training batch")
             top.legend(fontsize=8)
     names.append(common.save_figure(fig, args.out / "utilisation_over_training.png",
-                                    "Codebook utilisation over training (dotted: the most that set size can show)", budget, results))
+                                    "Codebook utilisation over training (dotted: the most that set size can show)",
+                                    budget, results))
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for v in variants:
@@ -117,7 +120,8 @@ def plot(args, budget, results) -> list[str]:
     a2.set_ylabel("final utilisation (test set)")
     a2.set_ylim(0, 1.05)
     a1.legend(fontsize=8)
-    names.append(common.save_figure(fig, args.out / "final_psnr_utilisation.png", "Codebook collapse: final PSNR and code use", budget, results))
+    names.append(common.save_figure(fig, args.out / "final_psnr_utilisation.png", "Codebook collapse: final PSNR and code use",
+                                    budget, results))
     return names
 
 

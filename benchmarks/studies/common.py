@@ -31,8 +31,8 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from vqzip.training.data import load_cifar10  # noqa: E402
 from vqzip.codec.model import Codec, CodecConfig, to_unit  # noqa: E402
+from vqzip.training.data import load_cifar10  # noqa: E402
 from vqzip.training.train import TrainConfig, pick_device, psnr_from_mse, train  # noqa: E402
 
 MAX_COUNTED_VOCAB = 2 ** 20  # code-usage histograms only for alphabets up to this size (not the identity's 2**32)
@@ -43,7 +43,8 @@ MAX_COUNTED_VOCAB = 2 ** 20  # code-usage histograms only for alphabets up to th
 def parser(description: str, study: str, epochs: int, lr: float, batch_size: int = 128) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=epochs, help="training epochs of every run (the budget)")
-    p.add_argument("--train-limit", type=int, default=None, help="train on the first N CIFAR-10 training images (default: all 50,000)")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="train on the first N CIFAR-10 training images (default: all 50,000)")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images (default: all 10,000)")
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--lr", type=float, default=lr, help="Adam peak learning rate (warm-up, then cosine decay: vqzip's schedule)")

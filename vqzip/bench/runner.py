@@ -55,15 +55,21 @@ BD_NOTE = (
 
 
 class Encoded(Protocol):
-    data: bytes
-    ideal_bits: float
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def ideal_bits(self) -> float: ...
 
 
 class LearnedCodec(Protocol):
     """What the benchmark needs of a learned codec (see `VqzipCodec` for the real one)."""
 
-    name: str  # curve label in the results, e.g. "vqzip:default"
-    qualities: int  # quality levels 1..qualities
+    @property
+    def name(self) -> str: ...  # curve label in the results, e.g. "vqzip:default"
+
+    @property
+    def qualities(self) -> int: ...  # quality levels 1..qualities
 
     def encode(self, images: np.ndarray, quality: int) -> Sequence[Encoded]: ...
 

@@ -24,7 +24,7 @@ class CodecConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CodecConfig":
+    def from_dict(cls, d: dict[str, Any]) -> CodecConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 

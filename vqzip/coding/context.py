@@ -26,9 +26,10 @@ group are decoded at once, batched over images, and see every neighbour of earli
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache, wraps
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ class ContextConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ContextConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ContextConfig:
         return cls(**{k: int(v) for k, v in d.items()})
 
     @property
@@ -187,14 +188,18 @@ def coding_spans(h: int, w: int) -> tuple[tuple[Chunk, tuple[int, ...]], ...]:
     with the lengths of its blocks. When all tokens are known (encoding), a span's tables are
     computed in one pass: the same tables the decoder builds block by block, in fewer, larger steps
     (a CIFAR-10 level is one span instead of six blocks)."""
-    spans, current = [], []
+    spans: list[list[Chunk]] = []
+    current: list[Chunk] = []
     for block in schedule(h, w):
         if current and sum(map(len, current)) + len(block) > BLOCK:
             spans.append(current)
             current = []
         current.append(block)
     spans.append(current)
-    join = lambda blocks, f: torch.cat([getattr(b, f) for b in blocks])  # noqa: E731
+
+    def join(blocks: list[Chunk], f: str) -> Tensor:
+        return torch.cat([getattr(b, f) for b in blocks])
+
     return tuple((Chunk(*(join(b, f) for f in ("flat", "neighbours", "known"))), tuple(map(len, b))) for b in spans)
 
 
@@ -290,6 +295,9 @@ def _pow2_scale(w: Tensor) -> float:
 
 class ContextNet(nn.Module):
     """The trainable (float, fake-quantized) form of the context model."""
+
+    lo_mask: Tensor  # a buffer: -inf where a low part names no code
+    train_seconds: float  # set by prior_training.train_context
 
     def __init__(self, cfg: ContextConfig) -> None:
         super().__init__()
@@ -411,7 +419,8 @@ class IntegerContext:
         h0 = F.embedding_bag(bags.reshape(n * len(flat), -1), self.embed, mode="sum")
         return self._activate(h0.view(n, len(flat), -1), level)
 
-    def known_gaps(self, tokens: Tensor, levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def known_gaps(self, tokens: Tensor,
+                   levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(level, block lengths, hi, hi gaps, lo, lo gaps) of tokens (N, L, h, w) that are all known
         (encoding, measuring bits), span by span in coding order (coding_spans): the tables the
         decoder builds block by block, with fewer and larger steps. A span's context is gathered

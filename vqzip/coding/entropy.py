@@ -6,13 +6,13 @@ deterministic. Tables are either one row shared by every symbol, or one row per 
 """
 from __future__ import annotations
 
-import numpy as np
 import constriction
+import numpy as np
+
+from ..errors import FormatError
 
 cmodel = constriction.stream.model  # a Rust extension: its submodules are attributes, not importable
 queue = constriction.stream.queue
-
-from ..errors import FormatError
 
 _FAMILY = cmodel.Categorical(perfect=False)
 

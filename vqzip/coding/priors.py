@@ -8,14 +8,15 @@ a file of quality q holds levels 0..q-1. Every table entry is at least 1: any to
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from .entropy import TokenDecoder, TokenEncoder, ideal_bits
 from ..errors import FormatError
+from .entropy import TokenDecoder, TokenEncoder, ideal_bits
 
 PREFIX = "prior.static."  # tensor names inside the model's safetensors file
 CONTEXT_PREFIX = "prior.context."  # tensor names inside the model's companion .prior.safetensors file
@@ -29,13 +30,13 @@ class StaticPrior:
     frequencies: list[np.ndarray]  # one int64 table per level, all entries >= 1
 
     @classmethod
-    def fit(cls, tokens: np.ndarray, vocab_sizes: list[int]) -> "StaticPrior":
+    def fit(cls, tokens: np.ndarray, vocab_sizes: list[int]) -> StaticPrior:
         """Histogram of tokens (N, L, h, w) per level, plus one (Laplace) so nothing has probability 0."""
         return cls([np.bincount(tokens[:, lvl].ravel(), minlength=k).astype(np.int64) + 1
                     for lvl, k in enumerate(vocab_sizes)])
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, np.ndarray]) -> "StaticPrior":
+    def from_tensors(cls, tensors: dict[str, np.ndarray]) -> StaticPrior:
         levels = sorted(int(k[len(PREFIX):]) for k in tensors if k.startswith(PREFIX))
         if levels != list(range(len(levels))) or not levels:
             raise ValueError("model file holds no complete static prior")
@@ -82,7 +83,7 @@ class ContextPrior:
         self.model = IntegerContext(self.config, tensors)
 
     @classmethod
-    def from_tensors(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> "ContextPrior":
+    def from_tensors(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> ContextPrior:
         return cls(config, {k[len(CONTEXT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)})
 
     def _batches(self, n: int, h: int, w: int) -> Iterator[slice]:
@@ -92,15 +93,6 @@ class ContextPrior:
 
         step = max(1, MAX_ROWS // min(h * w, BLOCK))
         return (slice(s, min(s + step, n)) for s in range(0, n, step))
-
-    def _levels(self, t: Any, levels: int) -> Iterator[tuple[int, Any]]:
-        """(level, its fixed features) for each level in turn; the caller fills in each level's
-        tokens of `t` before asking for the next."""
-        n, _, h, w = t.shape
-        column = torch.zeros(n, h, w, self.config.dim)
-        for lvl in range(levels):
-            yield lvl, self.model.level_features(t, lvl, column)
-            column = self.model.add_column(t, lvl, column)
 
     def level_bits(self, tokens: np.ndarray) -> np.ndarray:
         """Ideal bits (N, L) of each image's tokens (N, L, h, w), level by level."""

@@ -184,7 +184,7 @@ def _check_member(tarball: Path, m: tarfile.TarInfo) -> None:
 
 def _safe_extract(tarball: Path, dest: Path) -> None:
     """Stream through the tarball once, checking every member before anything of it is written."""
-    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(tarball, "r|*") as tf:
         for m in tf:
             _check_member(tarball, m)

@@ -1,7 +1,8 @@
 """Measure a model the way users meet it: real .vqz files, decoded again, PSNR against the originals."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image

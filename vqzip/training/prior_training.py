@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ def train_context(tokens: np.ndarray, vocab: int, cfg: PriorTrainConfig, checkpo
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "seconds": seconds,
                     "generator": gen.get_state(), "config": net.cfg.to_dict()}, tmp)
         os.replace(tmp, checkpoint)
-    net.train_seconds = seconds  # type: ignore[assignment]  # wall time of all epochs, resumed ones included
+    net.train_seconds = seconds  # wall time of all epochs, resumed ones included
     return net.cpu().eval()
 
 

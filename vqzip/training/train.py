@@ -9,9 +9,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def train(images: np.ndarray, cfg: TrainConfig, checkpoint: Path, resume: bool =
         start_epoch = state["epoch"]
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-    net = model
+    net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(start_epoch, cfg.epochs):
@@ -166,7 +167,10 @@ def _extends(old: CodecConfig, new: CodecConfig) -> bool:
     """True if `new` is `old`, or `old` with more RVQ levels."""
     if old.quantizer == new.quantizer == "rvq":
         more = new.quantizer_args.get("levels", 8) >= old.quantizer_args.get("levels", 8)
-        strip = lambda c: {**c.to_dict(), "quantizer_args": {k: v for k, v in c.quantizer_args.items() if k != "levels"}}
+
+        def strip(c: CodecConfig) -> dict[str, Any]:
+            return {**c.to_dict(), "quantizer_args": {k: v for k, v in c.quantizer_args.items() if k != "levels"}}
+
         return more and strip(old) == strip(new)
     return old == new
 
@@ -200,8 +204,8 @@ def export(model: Codec, train_images: np.ndarray, out: Path, card: dict[str, An
     measured test-set bytes and PSNR per quality when `test_images` is given)."""
     import json
 
-    from .evaluate import measure
     from ..zoo import load_model, model_id, save_model
+    from .evaluate import measure
 
     model = model.cpu().eval()
     weights = save_model(out.with_suffix(".safetensors"), model, fit_prior(model, train_images))

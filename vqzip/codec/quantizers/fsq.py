@@ -16,6 +16,9 @@ from .base import Quantizer, QuantizerOutput, straight_through, usage_stats
 
 
 class FSQ(Quantizer):
+    levels: Tensor  # buffers, registered in __init__
+    basis: Tensor
+
     def __init__(self, dim: int, levels: Sequence[int] = (8, 5, 5, 5), eps: float = 1e-3) -> None:
         super().__init__()
         if not levels or min(levels) < 2:

@@ -19,6 +19,8 @@ def _binary_entropy(p: Tensor) -> Tensor:
 
 
 class LFQ(Quantizer):
+    powers: Tensor  # a buffer, registered in __init__
+
     def __init__(self, dim: int, bits: int = 10, entropy_weight: float = 0.0, commitment: float = 0.25) -> None:
         super().__init__()
         if not 1 <= bits <= 62:

@@ -5,6 +5,9 @@ the number of levels used is the quality knob, and bits grow linearly with it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -50,11 +53,15 @@ class RVQ(Quantizer):
         """The forward pass's tokens (all samples at `levels`) without its losses and statistics."""
         b, d, h, w = z.shape
         residual, tokens = z.permute(0, 2, 3, 1).reshape(-1, d).clone(), []
-        for stage in self.stages[: levels or self.num_levels]:
+        for stage in self._vqs(levels or self.num_levels):
             idx = nearest(residual, stage.codebook)
             residual.sub_(stage.codebook[idx])
             tokens.append(idx.reshape(b, 1, h, w))
         return torch.cat(tokens, 1)
 
     def dequantize(self, tokens: Tensor) -> Tensor:
-        return sum(stage.dequantize(tokens[:, i : i + 1]) for i, stage in enumerate(self.stages[: tokens.shape[1]]))
+        return cast(Tensor, sum(stage.dequantize(tokens[:, i : i + 1]) for i, stage in enumerate(self._vqs(tokens.shape[1]))))
+
+    def _vqs(self, n: int) -> Iterable[VQ]:
+        """The first n stages, typed as what they are (an nn.ModuleList types its items as plain Modules)."""
+        return cast("Iterable[VQ]", self.stages[:n])

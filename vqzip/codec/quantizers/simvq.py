@@ -15,6 +15,8 @@ from .vq import nearest
 
 
 class SimVQ(Quantizer):
+    codes: Tensor  # a buffer (the frozen codebook C), registered in __init__
+
     def __init__(self, dim: int, codebook_size: int = 1024, beta: float = 0.25) -> None:
         super().__init__()
         self.dim, self.vocab_sizes, self.beta = dim, [codebook_size], beta

@@ -16,7 +16,8 @@ from .base import Quantizer, QuantizerOutput, straight_through, usage_stats
 
 def kmeans(x: Tensor, k: int, iters: int = 10) -> Tensor:
     """Plain Lloyd k-means on rows of x (N, D); returns (k, D). Samples with replacement if N < k."""
-    idx = torch.randint(0, x.shape[0], (k,), device=x.device) if x.shape[0] < k else torch.randperm(x.shape[0], device=x.device)[:k]
+    n = x.shape[0]
+    idx = torch.randint(0, n, (k,), device=x.device) if n < k else torch.randperm(n, device=x.device)[:k]
     centers = x[idx].clone()
     for _ in range(iters):
         assign = torch.cdist(x, centers).argmin(1)
@@ -58,6 +59,11 @@ def _all_reduce(t: Tensor) -> Tensor:
 
 
 class VQ(Quantizer):
+    initialised: Tensor  # buffers, registered in __init__
+    ema_count: Tensor
+    ema_sum: Tensor
+    idle_steps: Tensor
+
     def __init__(self, dim: int, codebook_size: int = 1024, beta: float = 0.25, ema: bool = True,
                  decay: float = 0.99, kmeans_init: bool = True, restart_after: int = 50) -> None:
         super().__init__()

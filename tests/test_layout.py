@@ -1,0 +1,102 @@
+"""The package's layering (docs/architecture.md), checked on every change: what each package may import,
+what the encode / decode path and `vqzip --help` load, and that setuptools ships every package."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "vqzip"
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(module: str) -> set[str]:
+    """Every module `module` imports anywhere in its file (imports inside functions included), relative
+    imports resolved: `from X import a` counts as X.a where that is a module, else as X."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+    return found
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _closure(module: str) -> set[str]:
+    """What importing `module` can load: its imports, theirs, and so on (third-party names as met)."""
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        if m in MODULES:
+            todo.extend(_imports(m))
+    return seen
+
+
+UPPER = ("vqzip.api", "vqzip.zoo", "vqzip.cli", "vqzip.bench", "vqzip.training")
+RULES = [  # (package, what none of its modules may import, why)
+    ("vqzip.coding", UPPER, "coding (tokens <-> bytes) sits below the library surface and imports no training code"),
+    ("vqzip.codec", UPPER + ("vqzip.coding.container", "vqzip.coding.entropy", "constriction"),
+     "codec (pixels <-> tokens) knows nothing of files or bytes"),
+    ("vqzip.api", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
+    ("vqzip.zoo", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
+    ("vqzip.errors", ("vqzip",), "errors import nothing of vqzip"),
+    ("vqzip.training", ("vqzip.cli",), "only the CLI imports the CLI"),
+    ("vqzip.bench", ("vqzip.cli",), "only the CLI imports the CLI"),
+]
+
+
+@pytest.mark.parametrize("package,forbidden,why", RULES, ids=[r[0] for r in RULES])
+def test_package_imports_follow_the_layers(package: str, forbidden: tuple[str, ...], why: str) -> None:
+    bad = sorted(f"{m} imports {i}" for m in MODULES if _within(m, (package,))
+                 for i in _imports(m) if _within(i, forbidden) and not _within(i, (package,)))
+    assert not bad, f"{why}: " + "; ".join(bad)
+
+
+def test_the_container_needs_no_torch() -> None:
+    assert not {m for m in _closure("vqzip.coding.container") if _within(m, ("torch", "numpy"))}
+
+
+def test_encoding_and_decoding_load_no_training_code() -> None:
+    reached = _closure("vqzip.api")
+    assert not {m for m in reached if _within(m, ("vqzip.training", "vqzip.bench", "vqzip.cli"))}
+
+
+def test_help_loads_no_torch() -> None:
+    code = ("import sys; from typer.testing import CliRunner; from vqzip.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_setuptools_ships_every_package() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert packages <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(packages - listed)}"
