@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip.bench import bd_rate, bench_images, psnr, rate_at_psnr, run_bench, ssim
+from vqzip.bench import bd_rate, bench_images, metrics, psnr, rate_at_psnr, run_bench, ssim
 from vqzip.bench import codecs as refcodecs
 from vqzip.bench.datasets import load_folder
 from vqzip.bench.report import equal_psnr
@@ -138,7 +138,8 @@ class FakeLearned:
         return [refcodecs.decode_image(d) for d in datas]
 
 
-POINT_KEYS = {"codec", "quality", "bytes", "bits_per_image", "bpp", "psnr", "ssim", "encode_ms", "decode_ms", "ideal_bits"}
+POINT_KEYS = {"codec", "quality", "bytes", "bits_per_image", "bpp", "psnr", "ssim", "msssim", "encode_ms", "decode_ms",
+              "ideal_bits"}
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -251,3 +252,13 @@ def test_run_bench_with_vqzip_model(tiny_env: Path, tmp_path: Path) -> None:
     for q in (1, 2, 3):  # the equal-PSNR table's row (codec, q, one cell per reference) for each vqzip point
         assert any(len(r) == 3 and r[:2] == [" vqzip:tiny-rvq ", f" {q} "] and r[2].strip().endswith(("%", "n/a"))
                    for r in rows)
+
+
+def test_ms_ssim_is_one_for_identical_images_and_undefined_for_small_ones() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (2, 170, 180, 3), dtype=np.uint8)
+    noisy = np.clip(img.astype(int) + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+    assert metrics.ms_ssim(img, img) == pytest.approx(1.0)
+    worse = metrics.ms_ssim(img, noisy)
+    assert worse.shape == (2,) and (worse < 0.999).all() and (worse > 0).all()
+    assert np.isnan(metrics.ms_ssim(img[:, :32, :32], img[:, :32, :32])).all()

@@ -58,12 +58,12 @@ def test_another_models_digest_fails_the_checksum():
 def test_not_a_vqz_file_and_future_version():
     with pytest.raises(FormatError, match="not a .vqz"):
         container.parse_header(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(FormatError, match="version 3"):
-        container.parse_header(b"VQ\x03" + bytes(10))
+    with pytest.raises(FormatError, match="version 4"):
+        container.parse_header(b"VQ\x04" + bytes(10))
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_both_versions_round_trip(version: int):
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_every_version_round_trips(version: int):
     header = container.Header(0x1234, 32, 32, "RGB", 3, version)
     f = container.parse(container.build(header, b"\x05\x06", b"k"), b"k")
     assert f.header == header and f.payload == b"\x05\x06"

@@ -21,6 +21,7 @@ from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .zoo import LoadedModel, available_models, find_by_id, load_model
 
 TILE = 128  # latent positions per tile side: bounds memory for any image size
+PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
 __all__ = ["Encoded", "available_models", "compress", "compress_images", "decode_batch", "decompress",
@@ -46,7 +47,7 @@ def resolve_quality(m: LoadedModel, quality: int | None) -> int:
 
 
 def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tuple[int, int],
-          in_scale: int, out_scale: int) -> torch.Tensor:
+          in_scale: int, out_scale: int, tile: int = TILE) -> torch.Tensor:
     """Apply a fully convolutional `fn` tile by tile over a grid of (h, w) latent positions.
 
     Each tile is computed with MARGIN positions of context and only its centre is kept, so the result
@@ -55,9 +56,9 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tup
     """
     h, w = grid
     out: torch.Tensor | None = None
-    for y0 in range(0, h, TILE):
-        for x0 in range(0, w, TILE):
-            y1, x1 = min(y0 + TILE, h), min(x0 + TILE, w)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             ya, xa, yb, xb = max(0, y0 - MARGIN), max(0, x0 - MARGIN), min(h, y1 + MARGIN), min(w, x1 + MARGIN)
             part = fn(x[..., ya * in_scale: yb * in_scale, xa * in_scale: xb * in_scale])
             s = out_scale
@@ -69,9 +70,35 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tup
     return out
 
 
+def _pad(images: np.ndarray, stride: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H', W') uint8, edge-padded to multiples of `stride`."""
+    _, height, width, _ = images.shape
+    h, w = -(-height // stride) * stride, -(-width // stride) * stride
+    return torch.from_numpy(np.pad(images, ((0, 0), (0, h - height), (0, w - width), (0, 0)), mode="edge")).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> tuple[np.ndarray, np.ndarray]:
+    """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/16, W/16), the
+    image tokens, and z (N, C, H/64, W/64), the side tokens their tables come from (sizes rounded up
+    to multiples of 64)."""
+    from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT
+
+    x, q = _pad(images, m.codec.stride), torch.full((len(images),), quality - 1)
+    s = m.codec.latent_stride
+    fn = lambda t: m.codec.analysis(to_unit(t.permute(0, 2, 3, 1)), q)  # noqa: E731
+    y = tiled(fn, x, (x.shape[2] // s, x.shape[3] // s), s, 1, PHOTO_TILE)
+    z = m.codec.h_a(y)
+    return (y.round().clamp(1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).long().numpy(),
+            z.round().clamp(-Z_SUPPORT, Z_SUPPORT).long().numpy())
+
+
 @torch.no_grad()
 def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray:
-    """Tokens (N, L, h, w) of same-size RGB uint8 images (N, H, W, 3), padded to the stride."""
+    """Tokens (N, L, h, w) of same-size RGB uint8 images (N, H, W, 3), padded to the stride: RVQ
+    levels, or, for a photo codec, its M latent channels (integers) on the H/16 x W/16 grid."""
+    if m.is_hyperprior:
+        return photo_tokens(images, m, quality)[0]
     stride = m.codec.stride
     n, height, width, _ = images.shape
     h, w = -(-height // stride), -(-width // stride)
@@ -82,9 +109,17 @@ def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray
 
 
 @torch.no_grad()
-def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int) -> np.ndarray:
-    """RGB uint8 images (N, height, width, 3) from tokens (N, L, h, w)."""
+def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, quality: int | None = None) -> np.ndarray:
+    """RGB uint8 images (N, height, width, 3) from tokens (N, L, h, w). A photo codec's tokens also
+    need the quality they were made at (its gains differ per quality)."""
     t = torch.from_numpy(tokens)
+    if m.is_hyperprior:
+        if quality is None:
+            raise VqzipError(f"the tokens of model {m.name} decode only with the quality they were made at")
+        q = torch.full((len(tokens),), resolve_quality(m, quality) - 1)
+        fn = lambda y: to_uint8(m.codec.synthesis(y.float(), q)).permute(0, 3, 1, 2)  # noqa: E731
+        out = tiled(fn, t, tokens.shape[-2:], 1, m.codec.latent_stride, PHOTO_TILE)
+        return out.permute(0, 2, 3, 1)[:, :height, :width].numpy()
     fn = lambda z: to_uint8(m.codec.decode_tokens(z)).permute(0, 3, 1, 2)  # noqa: E731
     return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
 
@@ -93,10 +128,14 @@ PRIORS = ("auto", "context", "static")
 
 
 def format_version(m: LoadedModel, prior: str = "auto") -> int:
-    """The .vqz version to write: 2 (context prior) when the model has one and `prior` allows it,
-    else 1 (static tables)."""
+    """The .vqz version to write: 3 for a photo codec (its hyperprior); else 2 (context prior) when the
+    model has one and `prior` allows it, else 1 (static tables)."""
     if prior not in PRIORS:
         raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
+    if m.is_hyperprior:
+        if prior != "auto":
+            raise VqzipError(f"model {m.name} codes with its own hyperprior; --prior {prior} is for token models")
+        return container.HYPERPRIOR_VERSION
     if prior == "context" and m.context is None:
         raise VqzipError(f"model {m.name} has no context prior (train one with 'vqzip train-prior {m.name}')")
     return 2 if m.context is not None and prior != "static" else 1
@@ -106,12 +145,26 @@ def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
     return m.context if version == 2 else m.prior
 
 
-def _pack(tokens: np.ndarray, m: LoadedModel, width: int, height: int, modes: list[str], quality: int,
-          alphas: list[bytes], version: int) -> list[Encoded]:
-    """Range-code same-size token grids (N, L, h, w) into whole .vqz files."""
+def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int) -> list[tuple[bytes, float]]:
+    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3)."""
+    if version == container.HYPERPRIOR_VERSION:
+        return m.prior.encode(*photo_tokens(images, m, quality))
+    return _coder(m, version).encode(image_tokens(images, m, quality))
+
+
+def _pack(images: np.ndarray, m: LoadedModel, modes: list[str], quality: int, alphas: list[bytes],
+          version: int) -> list[Encoded]:
+    """Same-size RGB uint8 images (N, H, W, 3) as whole .vqz files."""
+    return containers(_payloads(images, m, quality, version), m, images.shape[2], images.shape[1], modes, quality,
+                      alphas, version)
+
+
+def containers(coded: list[tuple[bytes, float]], m: LoadedModel, width: int, height: int, modes: list[str],
+               quality: int, alphas: list[bytes], version: int) -> list[Encoded]:
+    """Whole .vqz files around coded payloads ((payload, ideal bits) per image) of one size."""
     key = m.key(version)
     out = []
-    for (payload, bits), mode, alpha in zip(_coder(m, version).encode(tokens), modes, alphas):
+    for (payload, bits), mode, alpha in zip(coded, modes, alphas):
         header = container.Header(m.model_id, width, height, mode, quality, version)
         out.append(Encoded(container.build(header, payload, key, alpha), bits))
     return out
@@ -125,8 +178,7 @@ def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, qua
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
     container.check_size(images.shape[2], images.shape[1])
-    tokens = image_tokens(images, m, q)
-    return _pack(tokens, m, images.shape[2], images.shape[1], ["RGB"] * len(images), q, [b""] * len(images), version)
+    return _pack(images, m, ["RGB"] * len(images), q, [b""] * len(images), version)
 
 
 def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
@@ -167,11 +219,11 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
     for i, (rgb, _, _) in enumerate(prepared):
         groups[rgb.shape[:2]].append(i)
     out: dict[int, Encoded] = {}
-    for (height, width), idx in groups.items():
+    for idx in groups.values():
         for start in range(0, len(idx), batch):
             chunk = idx[start: start + batch]
-            tokens = image_tokens(np.stack([prepared[i][0] for i in chunk]), m, q)
-            packed = _pack(tokens, m, width, height, [prepared[i][1] for i in chunk], q, [prepared[i][2] for i in chunk], version)
+            packed = _pack(np.stack([prepared[i][0] for i in chunk]), m, [prepared[i][1] for i in chunk], q,
+                           [prepared[i][2] for i in chunk], version)
             for i, e in zip(chunk, packed):
                 out[i] = e
     return [out[i] for i in range(len(images))]
@@ -190,6 +242,8 @@ def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFi
     m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
+    if (header.version == container.HYPERPRIOR_VERSION) != m.is_hyperprior:
+        raise FormatError(f"format version {header.version} does not fit model {m.name}")
     f = container.parse(data, m.key(header.version))
     if f.header.quality > m.qualities:
         raise FormatError(f"quality {f.header.quality} does not exist in model {m.name}")
@@ -218,22 +272,30 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
     for i, (f, m) in enumerate(files):
         groups[(m.path, f.header.width, f.header.height, f.header.quality, f.header.version)].append(i)
     out: dict[int, np.ndarray] = {}
-    for (_, width, height, quality, version), idx in groups.items():
+    for (_, width, height, quality, _version), idx in groups.items():
         m = files[idx[0]][1]
-        stride, levels = m.codec.stride, m.codec.levels_for(quality)
-        h, w = -(-height // stride), -(-width // stride)
-        tokens = _coder(m, version).decode([files[i][0].payload for i in idx], levels, h, w)
-        for i, img in zip(idx, token_images(tokens, m, height, width)):
+        tokens = _file_tokens([files[i][0] for i in idx], m)
+        for i, img in zip(idx, token_images(tokens, m, height, width, quality)):
             out[i] = img
     return [out[i] for i in range(len(files))]
 
 
-def file_tokens(data: bytes, model: LoadedModel | str | None = None) -> np.ndarray:
-    """The token grid (levels, h, w) a .vqz file holds, without running the decoder network."""
-    f, m = _open(data, model)
-    stride, h = m.codec.stride, f.header
+def _file_tokens(files: list[container.VqzFile], m: LoadedModel) -> np.ndarray:
+    """Tokens (N, L, h, w) of parsed files of one model, size, quality and version."""
+    h = files[0].header
+    stride = m.codec.stride
     grid = -(-h.height // stride), -(-h.width // stride)
-    return _coder(m, h.version).decode([f.payload], m.codec.levels_for(h.quality), *grid)[0]
+    payloads = [f.payload for f in files]
+    if h.version == container.HYPERPRIOR_VERSION:
+        s = stride // m.codec.latent_stride
+        return m.prior.decode(payloads, grid[0] * s, grid[1] * s, m.codec.config.latent)[0]
+    return _coder(m, h.version).decode(payloads, m.codec.levels_for(h.quality), *grid)
+
+
+def file_tokens(data: bytes, model: LoadedModel | str | None = None) -> np.ndarray:
+    """The token grid (L, h, w) a .vqz file holds, without running the decoder network."""
+    f, m = _open(data, model)
+    return _file_tokens([f], m)[0]
 
 
 def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> list[np.ndarray]:

@@ -93,9 +93,9 @@ def find_by_id(mid: int) -> Path:
 
 
 def checksum_key(path: Path, version: int) -> bytes:
-    """What seeds the checksum of a file of this format version: the weights' digest (version 1), or
-    the digest of weights and context prior together (version 2)."""
-    if version == 1:
+    """What seeds the checksum of a file of this format version: the weights' digest (versions 1 and 3,
+    whose tables live in the weights file), or the digest of weights and context prior together (2)."""
+    if version in (1, 3):
         return digest(path)
     prior = prior_path(path)
     if not prior.is_file():
@@ -118,8 +118,8 @@ TRAINING_ONLY = ("ema_sum", "ema_count", "idle_steps")  # VQ buffers needed to t
 class LoadedModel:
     name: str
     path: Path
-    codec: Any  # vqzip.codec.model.Codec, in eval mode
-    prior: Any  # vqzip.coding.priors.StaticPrior
+    codec: Any  # vqzip.codec.model.Codec, or vqzip.codec.hyperprior.PhotoCodec, in eval mode
+    prior: Any  # vqzip.coding.priors.StaticPrior, or vqzip.coding.gaussian.HyperpriorCoder
     card: dict[str, Any] = field(default_factory=dict)
     context: Any = None  # vqzip.coding.priors.ContextPrior, when <name>.prior.safetensors exists
     context_path: Path | None = None
@@ -137,7 +137,12 @@ class LoadedModel:
 
     @property
     def qualities(self) -> int:
-        return self.codec.qualities
+        return int(self.codec.qualities)
+
+    @property
+    def is_hyperprior(self) -> bool:
+        """A rate-distortion photo codec (format version 3) rather than a token-level model."""
+        return bool(self.card.get("kind") == "hyperprior" or getattr(self.codec.config, "kind", "") == "hyperprior")
 
     @property
     def default_quality(self) -> int:
@@ -155,7 +160,12 @@ def _load(path: Path) -> LoadedModel:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        config = CodecConfig.from_dict(json.loads(meta["config"]))
+        raw = json.loads(meta["config"])
+        if raw.get("kind") == "hyperprior":
+            return _load_photo(path, raw, tensors)
+        config = CodecConfig.from_dict(raw)
+    except ModelNotFound:
+        raise
     except Exception as exc:
         raise ModelNotFound(f"{path} is not a readable vqzip model ({exc})") from None
     codec = Codec(config)
@@ -168,6 +178,37 @@ def _load(path: Path) -> LoadedModel:
         context = _load_context(cpath)
     return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), prior, read_card(path), context,
                        cpath if context is not None else None)
+
+
+PHOTO_CODER_PREFIX = "coding."  # the photo codec's integer tables, beside its weights
+
+
+def _load_photo(path: Path, config: dict[str, Any], tensors: dict[str, Any]) -> LoadedModel:
+    from .codec.hyperprior import PhotoCodec, PhotoConfig
+    from .coding.gaussian import HyperpriorCoder
+
+    codec = PhotoCodec(PhotoConfig.from_dict(config))
+    weights = {k: v.float() for k, v in tensors.items() if not k.startswith(PHOTO_CODER_PREFIX)}
+    missing, unexpected = codec.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ModelNotFound(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        coder = HyperpriorCoder({k[len(PHOTO_CODER_PREFIX):]: v.numpy() for k, v in tensors.items()
+                                 if k.startswith(PHOTO_CODER_PREFIX)})
+    except (KeyError, ValueError) as exc:
+        raise ModelNotFound(f"{path} holds no valid hyperprior tables ({exc})") from None
+    return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), coder, read_card(path))
+
+
+def save_photo_model(path: Path, codec: Any, coder_tensors: dict[str, Any]) -> Path:
+    """Write a photo codec's weights (float16: half the size, and the decoder is float anyway) and its
+    coder's integer tables, with its config, to `path` atomically; returns the path."""
+    import numpy as np
+    import torch
+
+    tensors = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in codec.state_dict().items()}
+    tensors.update({PHOTO_CODER_PREFIX + k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in coder_tensors.items()})
+    return _write_weights(path, tensors, codec.config.to_dict())
 
 
 def _load_context(path: Path) -> Any:
@@ -192,13 +233,18 @@ def load_model(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
 def save_model(path: Path, codec: Any, prior: Any) -> Path:
     """Write weights + prior tables + config to `path` atomically; returns the path."""
     import torch
-    from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items() if not k.endswith(TRAINING_ONLY)}
     tensors.update({k: torch.from_numpy(v) for k, v in prior.to_tensors().items()})
+    return _write_weights(path, tensors, codec.config.to_dict())
+
+
+def _write_weights(path: Path, tensors: dict[str, Any], config: dict[str, Any]) -> Path:
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "vqzip-model-1", "config": json.dumps(codec.config.to_dict())})
+    save_file(tensors, str(tmp), metadata={"format": "vqzip-model-1", "config": json.dumps(config)})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     digest.cache_clear()  # the file changed: cached ids and loaded models of this path are stale

@@ -88,6 +88,24 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
     return float(out) if out.ndim == 0 else out
 
 
+MS_SSIM_MIN_SIDE = 161  # five scales of an 11-tap window need a side above 160 pixels
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """MS-SSIM (Wang et al. 2003, pytorch-msssim's implementation, float64) of uint8 RGB images
+    (N, H, W, C), one value per image; NaN for images too small for its five scales."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    if min(a.shape[1:3]) < MS_SSIM_MIN_SIDE:
+        return np.full(len(a), np.nan)
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    x, y = (torch.from_numpy(np.array(v, dtype=np.float64)).permute(0, 3, 1, 2) for v in (a, b))
+    return _ms_ssim(x, y, data_range=255, size_average=False).numpy()
+
+
 def bd_rate(ref_rate, ref_psnr, test_rate, test_psnr) -> float | None:
     """Bjontegaard delta rate of the test curve against the reference curve, in percent (see module doc)."""
     r1, d1 = np.asarray(ref_rate, float), np.asarray(ref_psnr, float)

@@ -22,7 +22,7 @@ def print_tables(results: dict[str, Any], console) -> None:
     meta = results["meta"]
     t = Table(title=f"{meta['dataset']}: {meta['n_images']} images ({', '.join(meta['image_sizes'][:3])}"
                     f"{', ...' if len(meta['image_sizes']) > 3 else ''})")
-    for col in ("codec", "q", "bytes", "bits/img", "bpp", "PSNR dB", "SSIM", "enc ms", "dec ms", "ideal bits"):
+    for col in ("codec", "q", "bytes", "bits/img", "bpp", "PSNR dB", "SSIM", "MS-SSIM", "enc ms", "dec ms", "ideal bits"):
         t.add_column(col, justify="left" if col == "codec" else "right")
     prev = None
     for p in results["points"]:
@@ -31,7 +31,8 @@ def print_tables(results: dict[str, Any], console) -> None:
         prev = p["codec"]
         psnr = "lossless" if p["psnr"] >= PSNR_CAP_DB else f"{p['psnr']:.2f}"
         t.add_row(p["codec"], str(p["quality"]), f"{p['bytes']:.1f}", f"{p['bits_per_image']:.0f}", f"{p['bpp']:.3f}",
-                  psnr, f"{p['ssim']:.4f}", f"{p['encode_ms']:.3f}", f"{p['decode_ms']:.3f}", _f(p["ideal_bits"], ".0f"))
+                  psnr, f"{p['ssim']:.4f}", _f(p.get("msssim"), ".4f"),
+                  f"{p['encode_ms']:.3f}", f"{p['decode_ms']:.3f}", _f(p["ideal_bits"], ".0f"))
     console.print(t)
     if results["bd_rate"]:
         b = Table(title="BD-rate vs PSNR (negative = fewer bits)")

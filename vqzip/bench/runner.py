@@ -37,6 +37,10 @@ PSNR_NOTE = (
     f"PSNR per image on RGB uint8 (MSE over all pixels and the 3 channels, peak 255), then the mean over "
     f"images; an exactly decoded image (PNG) scores {metrics.PSNR_CAP_DB:g} dB instead of infinity."
 )
+MS_SSIM_NOTE = (
+    "MS-SSIM (Wang et al. 2003) by pytorch-msssim in float64 on RGB uint8, data range 255, five scales; per image, "
+    "then averaged; not reported (null) for images under 161 pixels on a side."
+)
 SSIM_NOTE = (
     "SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03, peak 255, 'valid' filtering, "
     "no downsampling; computed on each RGB channel, averaged over the channels, then over images."
@@ -88,6 +92,7 @@ class Point:
     encode_ms: float
     decode_ms: float
     ideal_bits: float | None = None
+    msssim: float | None = None  # None where the images are too small for it (CIFAR-10)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,8 +162,10 @@ def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[Learne
 # Measurement
 
 
-def _distortion(originals: Sequence[np.ndarray], decoded: Sequence[np.ndarray], codec: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image PSNR and SSIM; batched when all images share one shape."""
+def _distortion(originals: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
+                codec: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image PSNR, SSIM and MS-SSIM (NaN for images too small for it); batched when all images
+    share one shape."""
     if len(decoded) != len(originals):
         raise RuntimeError(f"{codec}: decoded {len(decoded)} images for {len(originals)}")
     for o, d in zip(originals, decoded):
@@ -166,9 +173,10 @@ def _distortion(originals: Sequence[np.ndarray], decoded: Sequence[np.ndarray], 
             raise RuntimeError(f"{codec}: decoded shape {np.shape(d)} != original {o.shape}")
     if len({o.shape for o in originals}) == 1:
         a, b = np.stack(originals), np.stack([np.asarray(d, dtype=np.uint8) for d in decoded])
-        return np.atleast_1d(metrics.psnr(a, b)), np.atleast_1d(metrics.ssim(a, b))
+        return np.atleast_1d(metrics.psnr(a, b)), np.atleast_1d(metrics.ssim(a, b)), metrics.ms_ssim(a, b)
     return (np.array([metrics.psnr(o, d) for o, d in zip(originals, decoded)]),
-            np.array([metrics.ssim(o, d) for o, d in zip(originals, decoded)]))
+            np.array([metrics.ssim(o, d) for o, d in zip(originals, decoded)]),
+            np.concatenate([metrics.ms_ssim(o, np.asarray(d, dtype=np.uint8)) for o, d in zip(originals, decoded)]))
 
 
 _IMAGES: Images | None = None
@@ -196,8 +204,8 @@ def _ref_chunk(name: str, quality: int, lo: int, hi: int) -> tuple:
         enc_ms.append((t1 - t0) * 1e3)
         dec_ms.append((t2 - t1) * 1e3)
         decoded.append(out)
-    ps, ss = _distortion(originals, decoded, name)
-    return name, quality, lo, np.array(sizes), ps, ss, np.array(enc_ms), np.array(dec_ms)
+    ps, ss, ms = _distortion(originals, decoded, name)
+    return name, quality, lo, np.array(sizes), ps, ss, ms, np.array(enc_ms), np.array(dec_ms)
 
 
 def _chunks(n: int, pix: list[int]) -> list[tuple[int, int]]:
@@ -209,13 +217,13 @@ class _Acc:
     """Per-image measurements of one curve point, filled chunk by chunk."""
 
     def __init__(self, n: int) -> None:
-        self.sizes, self.psnr, self.ssim = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.sizes, self.psnr, self.ssim, self.msssim = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         self.enc, self.dec = np.zeros(n), np.zeros(n)
         self.ideal: np.ndarray | None = None
 
-    def put(self, lo: int, sizes, ps, ss, enc, dec, ideal=None) -> None:
+    def put(self, lo: int, sizes, ps, ss, ms, enc, dec, ideal=None) -> None:
         hi = lo + len(sizes)
-        self.sizes[lo:hi], self.psnr[lo:hi], self.ssim[lo:hi] = sizes, ps, ss
+        self.sizes[lo:hi], self.psnr[lo:hi], self.ssim[lo:hi], self.msssim[lo:hi] = sizes, ps, ss, ms
         self.enc[lo:hi], self.dec[lo:hi] = enc, dec
         if ideal is not None:
             if self.ideal is None:
@@ -226,7 +234,8 @@ class _Acc:
         b = float(self.sizes.mean())
         return Point(codec, int(quality), b, 8 * b, float(8 * self.sizes.sum() / total_pixels),
                      float(self.psnr.mean()), float(self.ssim.mean()), float(self.enc.mean()), float(self.dec.mean()),
-                     None if self.ideal is None else float(self.ideal.mean()))
+                     None if self.ideal is None else float(self.ideal.mean()),
+                     None if np.isnan(self.msssim).all() else float(np.nanmean(self.msssim)))
 
 
 def _run_reference(images: Images, jobs: list[tuple[str, int]], workers: int, advance: Callable[[int], None]) -> list[Point]:
@@ -235,8 +244,8 @@ def _run_reference(images: Images, jobs: list[tuple[str, int]], workers: int, ad
     tasks = [(name, q, lo, hi) for name, q in jobs for lo, hi in _chunks(n, pix)]
 
     def collect(res: tuple) -> None:
-        name, q, lo, sizes, ps, ss, enc, dec = res
-        accs[(name, q)].put(lo, sizes, ps, ss, enc, dec)
+        name, q, lo, sizes, ps, ss, ms, enc, dec = res
+        accs[(name, q)].put(lo, sizes, ps, ss, ms, enc, dec)
         advance(len(sizes))
 
     if workers <= 0:
@@ -286,7 +295,7 @@ def _run_learned(images: Images, codec: LearnedCodec, qualities: Sequence[int], 
     points = []
     for q in qualities:
         acc = _Acc(n)
-        sizes, ideal, ps, ss, enc, dec = (np.zeros(n) for _ in range(6))
+        sizes, ideal, ps, ss, ms, enc, dec = (np.zeros(n) for _ in range(7))
         for sel, batch in _batches(images, batch_size):
             t0 = time.perf_counter()
             encoded = list(codec.encode(batch, q))
@@ -295,14 +304,14 @@ def _run_learned(images: Images, codec: LearnedCodec, qualities: Sequence[int], 
             t2 = time.perf_counter()
             if len(encoded) != len(sel):
                 raise RuntimeError(f"{codec.name}: encoded {len(encoded)} images for {len(sel)}")
-            p, s = _distortion(list(batch), decoded, codec.name)
+            p, s, m = _distortion(list(batch), decoded, codec.name)
             sizes[sel] = [len(e.data) for e in encoded]
             ideal[sel] = [float(e.ideal_bits) for e in encoded]
-            ps[sel], ss[sel] = p, s
+            ps[sel], ss[sel], ms[sel] = p, s, m
             enc[sel] = (t1 - t0) * 1e3 / len(sel)
             dec[sel] = (t2 - t1) * 1e3 / len(sel)
             advance(len(sel))
-        acc.put(0, sizes, ps, ss, enc, dec, ideal)
+        acc.put(0, sizes, ps, ss, ms, enc, dec, ideal)
         points.append(acc.point(codec.name, q, total))
     return points
 
@@ -445,6 +454,7 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
             "metadata": METADATA_NOTE,
             "psnr": PSNR_NOTE,
             "ssim": SSIM_NOTE,
+            "msssim": MS_SSIM_NOTE,
             "rate": RATE_NOTE,
             "bd_rate": BD_NOTE,
             "codecs": {nm: {"settings": refcodecs.REFERENCE[nm].settings,

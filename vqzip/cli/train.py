@@ -32,7 +32,8 @@ def _quantizer_args(kind: str, codebook_size: int, levels: int, fsq_levels: str,
 
 
 def train(
-    dataset: Annotated[str, typer.Argument(help="'cifar10', or a folder of photos (trained on random crops).")],
+    datasets: Annotated[list[str], typer.Argument(help="'cifar10', or folders of photos (trained on random crops; "
+                                                       "several with --arch hyperprior).", show_default=False)],
     out: Annotated[Path, opt.out("Output stem: writes OUT.safetensors, OUT.json (and OUT.ckpt while training).")],
     quantizer: Annotated[str, typer.Option("--quantizer", help="rvq, vq, byte, simvq, fsq or lfq.")] = "rvq",
     epochs: opt.Epochs = 10,
@@ -56,8 +57,30 @@ def train(
     crops: Annotated[int, opt.crops("Random crops for photo folders (drawn once from --seed; flipped at random "
                                     "every epoch).")] = 20000,
     evaluate: Annotated[bool, opt.evaluate("Measure test-set bytes and PSNR into the model card.")] = True,
+    arch: Annotated[str, typer.Option("--arch", help="tokens: a token codec (--quantizer); hyperprior: a "
+                                                     "rate-distortion photo codec (options below).")] = "tokens",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="hyperprior: train until this step.")] = 100_000,
+    latent: Annotated[int, typer.Option("--latent", help="hyperprior: latent channels (tokens per position).")] = 160,
+    hyper: Annotated[int, typer.Option("--hyper", help="hyperprior: channels of the side latent.")] = 96,
+    run: Annotated[Path | None, typer.Option("--run", help="hyperprior: checkpoint folder, resumed when it holds "
+                                                           "one (default: ~/.cache/vqzip/runs/<OUT's name>).")] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="hyperprior: folder of test photos measured into "
+                                                             "the model card (e.g. Kodak).")] = None,
 ) -> None:
-    """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card)."""
+    """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card).
+
+    --arch hyperprior trains a photo codec on rate + lambda * MSE for --steps steps (crops of --crop
+    pixels, --batch-size per step; its defaults there are 8 x 256 and --lr 3e-4, --channels 96),
+    checkpointing every 5 minutes and on Ctrl-C to --run, from which the same command resumes."""
+    if arch == "hyperprior":
+        _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, channels, latent, hyper, init,
+                          test if evaluate else None)
+        return
+    if arch != "tokens":
+        fail(f"unknown --arch {arch!r}; choose tokens or hyperprior", 2)
+    if len(datasets) != 1:
+        fail("--arch tokens trains on one data set", 2)
+    dataset = datasets[0]
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..codec.model import CodecConfig
@@ -109,6 +132,77 @@ def train(
         card = export(model, train_images[:limit] if limit else train_images, out, card, measured,
                       on_batch=lambda n: bar.advance(task, n))
     err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
+
+
+RD_DEFAULTS = {"batch_size": (128, 8), "lr": (2e-3, 3e-4), "crop": (64, 256), "channels": (48, 96)}
+
+
+def _rd_default(name: str, value: float) -> float:
+    tokens_default, photo_default = RD_DEFAULTS[name]
+    return photo_default if value == tokens_default else value
+
+
+def _train_hyperprior(folders: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
+                      crop: int, seed: int, channels: int, latent: int, hyper: int, init: str | None,
+                      test: Path | None) -> None:
+    """`vqzip train --arch hyperprior`: the rate-distortion photo codec (training/rd.py)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared cores
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..codec.hyperprior import PhotoConfig
+    from ..training.rd import RDConfig, export_photo, load_photos, train_rd
+
+    # the token codec's defaults, where left as they are, become the photo codec's
+    batch_size, crop, channels = (int(_rd_default(k, v)) for k, v in (("batch_size", batch_size), ("crop", crop),
+                                                                      ("channels", channels)))
+    lr = float(_rd_default("lr", lr))
+    cfg = RDConfig(steps=steps, codec=PhotoConfig(channels=channels, latent=latent, hyper=hyper), batch_size=batch_size,
+                   crop=crop, lr=lr, seed=seed)
+    run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
+    try:
+        photos = load_photos([Path(f) for f in folders], crop)
+        test_images = load_photos([test], 1) if test is not None else None
+        start = _photo_init(init, cfg.codec) if init else None
+    except (OSError, ValueError, VqzipError) as exc:
+        fail(one_line(exc))
+    columns = [BarColumn(), TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.3f} "
+                                       "{task.fields[bpp]:.3f} bpp {task.fields[psnr]:.2f} dB {task.fields[sps]:.2f} s/step"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("train", total=steps, loss=0.0, bpp=0.0, psnr=0.0, sps=0.0)
+
+        def on_log(r: dict[str, Any]) -> None:
+            bar.update(task, completed=r["step"], loss=r["loss"], bpp=r["bpp"], psnr=r["psnr"], sps=r["s_per_step"])
+
+        try:
+            model = train_rd(photos, cfg, run, start, on_log)
+        except KeyboardInterrupt as exc:
+            fail(str(exc) or "interrupted", 130)
+        except (ValueError, RuntimeError) as exc:
+            fail(one_line(exc))
+    card: dict[str, Any] = {"summary": f"rate-distortion photo codec (mean-scale hyperprior, {cfg.codec.qualities} "
+                                       "qualities by gain vectors)",
+                            "data": f"random {crop}x{crop} crops of {', '.join(folders)} ({len(photos)} photos)",
+                            "test_data": str(test) if test else None, "steps": steps, "batch_size": batch_size,
+                            "lr": lr, "seed": seed, "lambdas": list(cfg.codec.lambdas),
+                            "loss": "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop",
+                            "command": "vqzip " + " ".join(sys.argv[1:])}
+    if init:
+        card["init"] = {"model": init}
+    with Progress(TextColumn("measuring real .vqz files, every quality"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("measure", total=model.qualities * len(test_images) if test_images else 0)
+        card = export_photo(model, out, card, test_images, on_image=lambda n: bar.advance(task, n))
+    err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
+
+
+def _photo_init(init: str, config: Any) -> dict[str, Any]:
+    """The float weights of a photo model to start from; it must have the same configuration."""
+    from ..zoo import load_model
+
+    m = load_model(init)
+    if not m.is_hyperprior or m.codec.config != config:
+        raise VqzipError(f"--init {init}: not a photo codec of this configuration")
+    return {k: v.float() for k, v in m.codec.state_dict().items()}
 
 
 def _training_images(dataset: str, data: Path | None, crop: int, crops: int,

@@ -15,7 +15,8 @@ from ..errors import FormatError
 
 MAGIC = b"VQ"
 VERSION = 2  # written when the model has a context prior; version 1 otherwise
-VERSIONS = (1, 2)  # read
+HYPERPRIOR_VERSION = 3  # written by the photo codec (codec.hyperprior, coding.gaussian)
+VERSIONS = (1, 2, 3)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
@@ -30,7 +31,7 @@ class Header:
     height: int
     mode: str  # one of MODES
     quality: int  # 1..64
-    version: int = VERSION  # 1: static tables, 2: context prior
+    version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior
 
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:

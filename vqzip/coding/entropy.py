@@ -6,6 +6,8 @@ deterministic. Tables are either one row shared by every symbol, or one row per 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import constriction
 import numpy as np
 
@@ -27,9 +29,19 @@ def _probabilities(freq: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(freq, dtype=np.float64)
 
 
+def categorical(freq: np.ndarray) -> Any:
+    """A constriction model of one integer table, built once and reused for many calls (the photo
+    codec's tables: table construction, not coding, would otherwise dominate)."""
+    return cmodel.Categorical(_probabilities(np.asarray(freq)), perfect=False)
+
+
 class TokenEncoder:
     def __init__(self) -> None:
         self._coder = queue.RangeEncoder()
+
+    def encode_with(self, symbols: np.ndarray, model: Any) -> None:
+        """Append int32 `symbols` (1-D) coded with a model from categorical()."""
+        self._coder.encode(symbols, model)
 
     def encode(self, symbols: np.ndarray, freq: np.ndarray) -> None:
         """Append `symbols` (1-D ints) coded with `freq`: shape (K,) shared or (len(symbols), K)."""
@@ -52,6 +64,13 @@ class TokenDecoder:
         padded = payload + b"\0" * (-len(payload) % 4)
         words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
         self._coder = queue.RangeDecoder(words)
+
+    def decode_with(self, model: Any, count: int) -> np.ndarray:
+        """The next `count` symbols under a model from categorical()."""
+        try:
+            return np.asarray(self._coder.decode(model, count), dtype=np.int64)
+        except Exception as exc:  # constriction raises on exhausted or inconsistent data
+            raise FormatError(f"payload cannot be decoded ({exc})") from None
 
     def decode(self, count: int, freq: np.ndarray) -> np.ndarray:
         """The next `count` symbols under `freq` (as in TokenEncoder.encode)."""

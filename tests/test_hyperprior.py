@@ -1,0 +1,240 @@
+"""The photo codec's coding path: exact integer hyper-synthesis, tables, escapes, round trips."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig
+from vqzip.coding import gaussian
+from vqzip.coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, HyperpriorCoder, IntegerHyperSynthesis
+from vqzip.errors import FormatError
+
+TINY = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.05))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[PhotoCodec, HyperpriorCoder]:
+    torch.manual_seed(0)
+    model = PhotoCodec(TINY).eval()
+    return model, HyperpriorCoder(HyperpriorCoder.tables(model.z_density.pmf(Z_SUPPORT).numpy(),
+                                                         {k: v.numpy() for k, v in model.h_s.state_dict().items()}))
+
+
+def _tokens(model: PhotoCodec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 128, 64, generator=g) - 0.5
+    with torch.no_grad():
+        y = model.analysis(x, torch.arange(n) % model.qualities) * 20
+        z = model.h_a(y) * 5
+    return (y.round().clamp(-(TOKEN_LIMIT - 1), TOKEN_LIMIT - 1).long().numpy(),
+            z.round().clamp(-Z_SUPPORT, Z_SUPPORT).long().numpy())
+
+
+def test_round_trip_with_escapes(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    model, coder = tiny
+    y, z = _tokens(model, 3)
+    y[0, 0, 0, 0], y[1, 2, 1, 0], y[2, 1, 0, 1] = TOKEN_LIMIT - 1, -(TOKEN_LIMIT - 1), 40  # far outside any table
+    coded = coder.encode(y, z)
+    y2, z2 = coder.decode([p for p, _ in coded], y.shape[2], y.shape[3], y.shape[1])
+    assert (y2 == y).all() and (z2 == z).all()
+    for payload, bits in coded:  # the range coder stays within a few bytes of the ideal size
+        assert abs(len(payload) - bits / 8) < 8
+
+
+def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    """The decoder's tables must be the encoder's on any machine: the same integers from 1 thread and
+    one image at a time as from 2 threads and a batch of 8, checked in fresh processes."""
+    model, coder = tiny
+    _, z = _tokens(model, 8, seed=1)
+    script = (
+        "import sys, numpy as np\n"
+        "from vqzip.coding.gaussian import IntegerHyperSynthesis\n"
+        "d = np.load(sys.argv[1]); threads, batch = int(sys.argv[2]), int(sys.argv[3])\n"
+        "hs = IntegerHyperSynthesis({k: d[k] for k in d.files if k != 'z'})\n"
+        "out = [np.concatenate(hs(d['z'][i:i + batch]), 1) for i in range(0, len(d['z']), batch)]\n"
+        "np.save(sys.argv[4], np.concatenate(out))\n")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.npz"
+        np.savez(src, z=z, **{k[3:]: v for k, v in _hs_tensors(model).items()})
+        results = []
+        for threads, batch in ((1, 1), (2, 8)):
+            out = Path(tmp) / f"out{threads}{batch}.npy"
+            env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+            subprocess.run([sys.executable, "-c", script, str(src), str(threads), str(batch), str(out)], check=True, env=env)
+            results.append(np.load(out))
+    assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
+    direct = np.concatenate(coder.hs(z), 1)
+    assert (direct == results[0]).all()
+
+
+def _hs_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:
+    return {f"hs.{k}": v for k, v in gaussian.export_hyper_synthesis(
+        {k: v.numpy() for k, v in model.h_s.state_dict().items()}).items()}
+
+
+def test_integer_hyper_synthesis_follows_the_float_network(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    """Fixed point with 8 fraction bits and 12-bit weights: the integer means and log-scales are the
+    float network's to within a few hundredths."""
+    model, coder = tiny
+    _, z = _tokens(model, 2)
+    mean, log_scale = coder.hs(z)
+    with torch.no_grad():
+        fm, fs = model.h_s(torch.from_numpy(z).float())
+    assert np.abs(mean / gaussian.ONE - fm.numpy()).max() < 0.05
+    assert np.abs(log_scale / gaussian.ONE - fs.numpy()).max() < 0.05
+
+
+def test_tables_are_valid_and_every_symbol_codable() -> None:
+    tables = gaussian.gaussian_tables()
+    assert len(tables) == gaussian.SCALES * gaussian.MEAN_STEPS
+    for k in (0, gaussian.SCALES // 2, gaussian.SCALES - 1):
+        t = tables[k * gaussian.MEAN_STEPS]
+        assert (t >= 1).all() and len(t) == 2 * gaussian.table_halfwidth(k) + 1
+    # a wide Gaussian's table is close to its bell curve's peak; a narrow one puts nearly all mass on 0
+    narrow = tables[0][gaussian.table_halfwidth(0) - 1: gaussian.table_halfwidth(0) + 2]
+    assert narrow.max() > 0.9 * gaussian.TABLE_TOTAL
+
+
+def test_malformed_tables_are_refused(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    model, _ = tiny
+    t = HyperpriorCoder.tables(model.z_density.pmf(Z_SUPPORT).numpy(), {k: v.numpy() for k, v in model.h_s.state_dict().items()})
+    bad = dict(t, y_offsets=t["y_offsets"][:-1])
+    with pytest.raises(ValueError, match="malformed"):
+        HyperpriorCoder(bad)
+    huge = dict(t, **{"hs.out.weight": t["hs.out.weight"] * 4})
+    with pytest.raises(ValueError, match="exact integer range"):
+        IntegerHyperSynthesis({k[3:]: v for k, v in huge.items() if k.startswith("hs.")})
+
+
+def test_damaged_payload_is_a_format_error(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    model, coder = tiny
+    y, z = _tokens(model, 1)
+    payload, _ = coder.encode(y, z)[0]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        damaged = bytearray(payload)
+        damaged[rng.integers(len(damaged))] ^= 1 << int(rng.integers(8))
+        try:
+            coder.decode([bytes(damaged)], y.shape[2], y.shape[3], y.shape[1])
+        except FormatError:
+            pass  # refusing is fine; any other exception is not
+
+
+def test_training_pass_gives_rate_and_reconstruction() -> None:
+    torch.manual_seed(0)
+    model = PhotoCodec(TINY)
+    out = model(torch.rand(2, 3, 64, 64) - 0.5, torch.tensor([0, 1]))
+    assert out["x_hat"].shape == (2, 3, 64, 64)
+    assert (out["y_bits"] > 0).all() and (out["z_bits"] > 0).all()
+    (out["y_bits"].sum() + out["x_hat"].square().sum()).backward()
+    assert model.log_gain.grad is not None and model.h_s.out.weight.grad is not None
+
+
+@pytest.fixture(scope="module")
+def photo_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with a tiny random photo codec, 'tiny-photo'."""
+    from vqzip.training.rd import coder_tensors
+    from vqzip.zoo import save_photo_model
+
+    folder = tmp_path_factory.mktemp("photo-models")
+    torch.manual_seed(0)
+    model = PhotoCodec(TINY).eval()
+    save_photo_model(folder / "tiny-photo.safetensors", model, coder_tensors(model))
+    (folder / "tiny-photo.json").write_text('{"kind": "hyperprior", "default_quality": 1}')
+    return folder
+
+
+@pytest.fixture
+def photo_model(photo_env: Path, monkeypatch: pytest.MonkeyPatch):
+    from vqzip import zoo
+
+    monkeypatch.setenv("VQZIP_MODELS", str(photo_env))
+    return zoo.load_model("tiny-photo")
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(seed)
+    base = np.stack([np.sin(xx / 7.0), np.cos(yy / 5.0), np.sin((xx + yy) / 11.0)], -1) * 90 + 128
+    return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_api_round_trip_writes_version_3(photo_model) -> None:
+    from PIL import Image
+
+    from vqzip import api
+    from vqzip.coding import container
+
+    img = _image(70, 100)
+    data = api.compress(Image.fromarray(img), photo_model, 2)
+    header, _ = container.parse_header(data)
+    assert header.version == container.HYPERPRIOR_VERSION == 3 and header.quality == 2
+    back = api.decompress(data)
+    assert back.size == (100, 70) and back.mode == "RGB"
+    tokens = api.file_tokens(data)
+    assert tokens.shape == (TINY.latent, 128 // 16, 128 // 16)  # padded to a multiple of 64
+    assert (tokens == api.image_tokens(img[None], photo_model, 2)[0]).all()
+    again = api.token_images(tokens[None], photo_model, 70, 100, quality=2)[0]
+    assert np.array_equal(again, np.asarray(back))
+
+
+def test_token_images_needs_the_quality(photo_model) -> None:
+    from vqzip import api
+    from vqzip.errors import VqzipError
+
+    tokens = api.image_tokens(_image(64, 64)[None], photo_model, 1)
+    with pytest.raises(VqzipError, match="quality"):
+        api.token_images(tokens, photo_model, 64, 64)
+
+
+def test_batched_decode_gives_the_same_tokens(photo_model) -> None:
+    """Eight files decoded in one batch give each file's own tokens, as decoded alone."""
+    from vqzip import api
+
+    imgs = np.stack([_image(64, 128, seed=s) for s in range(8)])
+    files = [e.data for e in api.encode_batch(imgs, photo_model, 2)]
+    alone = [api.file_tokens(f) for f in files]
+    from vqzip.coding import container
+
+    parsed = [container.parse(f, photo_model.key(3)) for f in files]
+    together = api._file_tokens(parsed, photo_model)
+    assert all((a == t).all() for a, t in zip(alone, together))
+    decoded = api.decode_batch(files)
+    single = [api.decode_batch([f])[0] for f in files]
+    assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(decoded, single)) <= 1
+
+
+def test_prior_choice_and_version_mismatch_are_refused(photo_model) -> None:
+    from vqzip import api
+    from vqzip.coding import container
+    from vqzip.errors import VqzipError
+
+    with pytest.raises(VqzipError, match="hyperprior"):
+        api.encode_batch(_image(64, 64)[None], photo_model, 1, prior="static")
+    data = bytearray(api.encode_batch(_image(64, 64)[None], photo_model, 1)[0].data)
+    data[2] = 1  # claims static tables: not this model's kind of payload
+    with pytest.raises(FormatError, match="does not fit"):
+        api.decompress(bytes(data))
+    assert container.parse_header(bytes(data))[0].version == 1
+
+
+def test_cli_encodes_and_decodes_with_the_photo_model(photo_env: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(_image(80, 96)).save(tmp_path / "a.png")
+    env = {**os.environ, "VQZIP_MODELS": str(photo_env)}
+    vqzip = [sys.executable, "-m", "vqzip"]
+    subprocess.run([*vqzip, "encode", "a.png", "-m", "tiny-photo", "-Q", "2"], cwd=tmp_path, env=env, check=True)
+    info = subprocess.run([*vqzip, "info", "a.vqz"], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    assert "tiny-photo" in info.stdout
+    subprocess.run([*vqzip, "decode", "a.vqz", "-o", "b.png"], cwd=tmp_path, env=env, check=True)
+    assert Image.open(tmp_path / "b.png").size == (96, 80)

@@ -1,0 +1,207 @@
+"""A rate-distortion photo codec: GDN transforms, scalar latents, a mean-scale hyperprior, and
+per-quality gain vectors so one model serves every quality (Cui et al. 2021).
+
+    x --g_a--> y --*gain[q]--> y_g --h_a--> z --round--> z_hat  (coded under a factorized density)
+    z_hat --h_s--> (mean, log2 scale) per latent;  y_hat = round(y_g): the tokens, coded under
+    Gaussians of that mean and scale;  y_hat * inv_gain[q] --g_s--> x_hat
+
+Training pays rate + lambda[q] * 255^2 * MSE. The hyper-synthesis h_s is the only network whose output
+the entropy coder depends on; `coding.gaussian` evaluates it in exact integer arithmetic.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # per quality, MSE on [0, 1]
+LOG2_SCALE_MIN = -3.25  # smallest Gaussian scale, 2^-3.25 = 0.105
+LOG2_SCALE_MAX = 8.0  # largest, 256
+LIKELIHOOD_MIN = 1e-9
+
+
+@dataclass
+class PhotoConfig:
+    channels: int = 96  # N: width of the transforms
+    latent: int = 160  # M: latent channels
+    hyper: int = 96  # channels of z
+    lambdas: tuple[float, ...] = LAMBDAS
+    kind: str = "hyperprior"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PhotoConfig:
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "lambdas" in d:
+            d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+    @property
+    def qualities(self) -> int:
+        return len(self.lambdas)
+
+
+class GDN(nn.Module):
+    """Simplified generalized divisive normalization (Johnston et al. 2019): x / (beta + gamma |x|),
+    or its inverse x * (beta + gamma |x|). No square root, so it stays cheap and stable in bfloat16."""
+
+    def __init__(self, ch: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(ch))
+        self.gamma = nn.Parameter(0.1 * torch.eye(ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        beta = self.beta.abs() + 1e-4  # kept positive: the divisor never reaches 0
+        gamma = self.gamma.abs()
+        norm = F.conv2d(x.abs(), gamma[:, :, None, None].to(x.dtype), beta.to(x.dtype))
+        return x * norm if self.inverse else x / norm
+
+
+def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+class Upsample(nn.Module):
+    """3x3 convolution to 4x the channels, then a pixel shuffle: a 2x upsampling built from a plain
+    convolution, which the integer evaluator reproduces exactly (no transposed convolution)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 4 * cout, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+class HyperSynthesis(nn.Module):
+    """z_hat -> (mean, log2 scale) of every latent, 4x finer. Layers are exactly what
+    coding.gaussian.IntegerHyperSynthesis evaluates with integers: Upsample, ReLU, Upsample, ReLU, 3x3."""
+
+    def __init__(self, hyper: int, channels: int, latent: int) -> None:
+        super().__init__()
+        self.up1 = Upsample(hyper, channels)
+        self.up2 = Upsample(channels, channels * 3 // 2)
+        self.out = nn.Conv2d(channels * 3 // 2, 2 * latent, 3, padding=1)
+
+    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        h = F.relu(self.up2(F.relu(self.up1(z_hat))))
+        mean, log_scale = self.out(h).chunk(2, 1)
+        return mean, log_scale
+
+
+class FactorizedDensity(nn.Module):
+    """A learned density per channel for the hyper latent z (Balle et al. 2018, appendix 6.1): a
+    monotone cumulative function c(x) per channel, p(z) = c(z + 1/2) - c(z - 1/2). Its integer tables
+    are evaluated once, at export, and stored."""
+
+    def __init__(self, ch: int, filters: tuple[int, ...] = (3, 3, 3)) -> None:
+        super().__init__()
+        dims = (1, *filters, 1)
+        init = 10.0 ** (1 / len(dims[:-1]))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            self.matrices.append(nn.Parameter(torch.full((ch, b, a), math.log(math.expm1(1 / init / b)))))
+            self.biases.append(nn.Parameter(torch.rand(ch, b, 1) - 0.5))
+            if i < len(dims) - 2:
+                self.factors.append(nn.Parameter(torch.zeros(ch, b, 1)))
+
+    def logits_cdf(self, x: Tensor) -> Tensor:
+        """x: (C, 1, n) -> cumulative logits (C, 1, n)."""
+        for i, (m, b) in enumerate(zip(self.matrices, self.biases)):
+            x = torch.matmul(F.softplus(m), x) + b
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def likelihood(self, z: Tensor) -> Tensor:
+        """p(z) of (B, C, h, w) values (integers, or integers plus uniform noise)."""
+        b, c, h, w = z.shape
+        v = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
+        lo, hi = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
+        sign = -torch.sign(lo + hi).detach()  # compute in the tail where sigmoid is accurate
+        p = (torch.sigmoid(sign * hi) - torch.sigmoid(sign * lo)).abs()
+        return p.clamp_min(LIKELIHOOD_MIN).reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    @torch.no_grad()
+    def pmf(self, support: int) -> Tensor:
+        """Probabilities (C, 2 * support + 1) of the integers -support..support, the two ends taking
+        the tails (the encoder clamps z to that range)."""
+        c = self.matrices[0].shape[0]
+        v = torch.arange(-support, support + 1, dtype=torch.float32).expand(c, 1, -1)
+        cdf = torch.sigmoid(self.logits_cdf(torch.cat([v - 0.5, v[..., -1:] + 0.5], -1)))[:, 0]
+        cdf[:, 0], cdf[:, -1] = 0.0, 1.0
+        return (cdf[:, 1:] - cdf[:, :-1]).clamp_min(0)
+
+
+def gaussian_likelihood(v: Tensor, scale: Tensor) -> Tensor:
+    """P(round(y - mean) = v) for a Gaussian of `scale`, v = y - mean (noisy in training)."""
+    v = v.abs()
+    upper = torch.special.ndtr((0.5 - v) / scale)
+    lower = torch.special.ndtr((-0.5 - v) / scale)
+    return (upper - lower).clamp_min(LIKELIHOOD_MIN)
+
+
+def ste_round(x: Tensor) -> Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class PhotoCodec(nn.Module):
+    stride = 64  # pixels per hyper-latent position: images are padded to a multiple of this
+    latent_stride = 16  # pixels per image-token position
+
+    def __init__(self, config: PhotoConfig) -> None:
+        super().__init__()
+        self.config = config
+        n, m, nz, q = config.channels, config.latent, config.hyper, config.qualities
+        self.g_a = nn.Sequential(_conv(3, n), GDN(n), _conv(n, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+        self.g_s = nn.Sequential(_deconv(m, n), GDN(n, True), _deconv(n, n), GDN(n, True), _deconv(n, n),
+                                 GDN(n, True), _deconv(n, 3))
+        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.LeakyReLU(), _conv(n, n), nn.LeakyReLU(), _conv(n, nz))
+        self.h_s = HyperSynthesis(nz, n, m)
+        self.z_density = FactorizedDensity(nz)
+        # per-quality gains on the latent (log domain), initialised so rates are spread apart
+        spread = torch.linspace(-1.5, 1.5, q)[:, None].expand(q, m).clone()
+        self.log_gain = nn.Parameter(spread)
+        self.log_inv_gain = nn.Parameter(-spread)
+
+    @property
+    def qualities(self) -> int:
+        return self.config.qualities
+
+    def analysis(self, x: Tensor, q: Tensor) -> Tensor:
+        """x in [-0.5, 0.5] (B, 3, H, W), H and W multiples of 16 -> gained latent y_g."""
+        return self.g_a(x) * self.log_gain[q].exp()[:, :, None, None]
+
+    def synthesis(self, y_hat: Tensor, q: Tensor) -> Tensor:
+        return self.g_s(y_hat * self.log_inv_gain[q].exp()[:, :, None, None])
+
+    def forward(self, x: Tensor, q: Tensor) -> dict[str, Tensor]:
+        """Training pass: x (B, 3, H, W) in [-0.5, 0.5], q (B,) quality indices 0..Q-1. Returns the
+        reconstruction and the bits of each image (y and z), for rate + lambda * distortion."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
+            y = self.analysis(x, q)
+            z = self.h_a(y)
+        y, z = y.float(), z.float()
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        z_bits = -torch.log2(self.z_density.likelihood(z_noisy)).sum((1, 2, 3))
+        mean, log_scale = self.h_s(ste_round(z))
+        scale = torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+        noise = torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((1, 2, 3))
+        y_hat = ste_round(y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
+            x_hat = self.synthesis(y_hat, q)
+        return {"x_hat": x_hat.float(), "y_bits": y_bits, "z_bits": z_bits}

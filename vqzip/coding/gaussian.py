@@ -1,0 +1,257 @@
+"""Bit-exact coding of the photo codec's tokens: an integer hyper-synthesis and Gaussian tables.
+
+The coder depends on one network, h_s (z_hat -> mean and log2 scale of every token). It is evaluated
+here in integer arithmetic: weights and activations are fixed point, every product and partial sum is
+an integer below 2^53, so float64 matrix products compute them exactly whatever the BLAS, blocking,
+thread count or batch size. Rounding is floor division by powers of two, also exact. The outputs pick
+one of a fixed set of integer frequency tables (by scale, and by the mean's fraction); the tables are
+computed once when the model is exported and stored with it, so no transcendental function runs at
+coding time.
+
+Payload of one image: z tokens channel by channel (one table per channel), then y tokens table by
+table (positions in raster order of (channel, row, column) within each table), then escapes: a token
+further than T from its mean's integer part is coded as the table's end symbol plus an Exp-Golomb
+remainder, so any token in range stays codable and the tables stay small.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError
+from .entropy import TokenDecoder, TokenEncoder, categorical
+
+FRACTION_BITS = 8  # activations, means and log2 scales are fixed point with 8 fraction bits
+ONE = 1 << FRACTION_BITS
+WEIGHT_LIMIT = 1 << 12  # |integer weight| <= this
+ACT_LIMIT = 1 << 20  # |integer activation| <= this (clamped)
+EXACT_LIMIT = 1 << 53  # float64 holds every integer below this exactly
+SCALE_STEPS = 8  # Gaussian tables per octave of scale
+MEAN_STEPS = 8  # tables per unit of the mean's fraction
+LOG2_SCALE_MIN = -3.25
+LOG2_SCALE_MAX = 8.0
+SCALES = int((LOG2_SCALE_MAX - LOG2_SCALE_MIN) * SCALE_STEPS)  # 90
+Z_SUPPORT = 64  # z tokens are clamped to -64..64
+TOKEN_LIMIT = 1 << 15  # |y token| < this: the encoder clamps, the decoder never produces more
+TABLE_TOTAL = 1 << 16  # frequencies of a table sum to about this; every entry >= 1
+ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
+ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
+LAYERS = ("up1", "up2", "out")
+
+
+def table_halfwidth(k: int) -> int:
+    """T of scale table k: its symbols are -T..T around the mean's integer part."""
+    return max(16, math.ceil(12 * 2.0 ** (LOG2_SCALE_MIN + (k + 0.5) / SCALE_STEPS)))
+
+
+def _frequencies(p: np.ndarray) -> np.ndarray:
+    """Integer frequencies summing to about TABLE_TOTAL, each in 1..65535 (stored as uint16)."""
+    return np.clip(np.round(p / p.sum() * TABLE_TOTAL), 1, (1 << 16) - 1).astype(np.int64)
+
+
+def gaussian_tables() -> list[np.ndarray]:
+    """Integer tables, index k * MEAN_STEPS + f: a Gaussian of scale 2^(min + (k + 1/2) / 8) and mean
+    (f + 1/2) / 8 above an integer, over offsets -T..T from that integer, the ends holding the tails.
+    Computed at export, stored with the model."""
+    out = []
+    for k in range(SCALES):
+        sigma, t = 2.0 ** (LOG2_SCALE_MIN + (k + 0.5) / SCALE_STEPS), table_halfwidth(k)
+        edges = np.arange(-t - 0.5, t + 1.0, 1.0)
+        for f in range(MEAN_STEPS):
+            mu = (f + 0.5) / MEAN_STEPS
+            cdf = np.array([0.5 * math.erfc(-(e - mu) / (sigma * math.sqrt(2))) for e in edges])
+            cdf[0], cdf[-1] = 0.0, 1.0
+            out.append(_frequencies(np.diff(cdf)))
+    return out
+
+
+def export_hyper_synthesis(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Integer weights of h_s from its float state dict (keys 'up1.conv.weight', ...): per layer a
+    weight matrix (out, in * 9), a bias, and the power-of-two shift that returns to 8 fraction bits."""
+    out: dict[str, np.ndarray] = {}
+    for name in LAYERS:
+        prefix = "out" if name == "out" else f"{name}.conv"
+        w = np.asarray(state[f"{prefix}.weight"], dtype=np.float64)
+        b = np.asarray(state[f"{prefix}.bias"], dtype=np.float64)
+        shift = int(math.floor(math.log2(WEIGHT_LIMIT / max(np.abs(w).max(), 1e-12))))
+        out[f"{name}.weight"] = np.round(w * 2.0**shift).astype(np.int16).reshape(len(w), -1)
+        out[f"{name}.bias"] = np.round(b * 2.0 ** (shift + FRACTION_BITS)).astype(np.int64)
+        out[f"{name}.shift"] = np.array([shift], dtype=np.int64)
+    return out
+
+
+def _floor_shift(acc: np.ndarray, shift: int) -> np.ndarray:
+    """round(acc / 2^shift), halves up, exactly: acc holds integers, the division is by a power of two."""
+    return np.floor((acc + 2.0 ** (shift - 1)) / 2.0**shift) if shift > 0 else acc * 2.0**-shift
+
+
+def _pixel_shuffle(x: np.ndarray) -> np.ndarray:
+    b, c4, h, w = x.shape
+    c = c4 // 4
+    return x.reshape(b, c, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c, 2 * h, 2 * w)
+
+
+class IntegerHyperSynthesis:
+    """h_s in exact integer arithmetic: z tokens -> (mean, log2 scale) of every y token, both fixed
+    point with 8 fraction bits, as int64."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        self.layers = []
+        for name in LAYERS:
+            w = np.asarray(tensors[f"{name}.weight"], dtype=np.float64)
+            b = np.asarray(tensors[f"{name}.bias"], dtype=np.float64)
+            shift = int(np.asarray(tensors[f"{name}.shift"]).ravel()[0])
+            if np.abs(w).max() > WEIGHT_LIMIT or w.shape[1] * WEIGHT_LIMIT * ACT_LIMIT + np.abs(b).max() >= EXACT_LIMIT // 2:
+                raise ValueError(f"hyper-synthesis layer {name} exceeds the exact integer range")
+            self.layers.append((np.ascontiguousarray(w.T), b, shift))
+
+    @staticmethod
+    def _conv3x3(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """3x3 convolution, zero padding, of integer-valued float64 x (B, C, H, W): exact sums."""
+        bsz, c, h, w = x.shape
+        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        out = np.empty((bsz, h, w, wt.shape[1]))
+        rows = max(1, ROWS_PER_CHUNK // max(1, w))
+        for i in range(bsz):
+            for r0 in range(0, h, rows):
+                r1 = min(h, r0 + rows)
+                win = np.lib.stride_tricks.sliding_window_view(padded[i, :, r0: r1 + 2], (3, 3), axis=(1, 2))
+                cols = win.transpose(1, 2, 0, 3, 4).reshape((r1 - r0) * w, c * 9)
+                out[i, r0:r1] = (cols @ wt + b).reshape(r1 - r0, w, -1)
+        return out.transpose(0, 3, 1, 2)
+
+    def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(z, dtype=np.float64) * ONE
+        for i, (wt, b, shift) in enumerate(self.layers):
+            a = _floor_shift(self._conv3x3(a, wt, b), shift)
+            if i < len(self.layers) - 1:
+                a = _pixel_shuffle(np.clip(a, 0, ACT_LIMIT))
+            else:
+                a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
+        mean, log_scale = np.split(a.astype(np.int64), 2, axis=1)
+        return mean, log_scale
+
+
+def table_index(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(table index, integer part of the mean) of each token from the fixed-point h_s outputs."""
+    k = np.clip((log_scale - round(LOG2_SCALE_MIN * ONE)) // (ONE // SCALE_STEPS), 0, SCALES - 1)
+    base = mean >> FRACTION_BITS
+    f = (mean - (base << FRACTION_BITS)) // (ONE // MEAN_STEPS)
+    return k * MEAN_STEPS + f, base
+
+
+def escape_table() -> np.ndarray:
+    """Frequencies of an escape's Exp-Golomb prefix (0..16 remainder bits): geometric, all >= 1."""
+    return np.array([1 << (16 - n) for n in range(ESCAPE_BITS)], dtype=np.int64)
+
+
+class HyperpriorCoder:
+    """Codes each image's tokens, y (M, h, w) and z (C, h/4, w/4), into one payload and back."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        self.hs = IntegerHyperSynthesis({k[3:]: v for k, v in tensors.items() if k.startswith("hs.")})
+        self.z_freq = np.asarray(tensors["z_tables"], dtype=np.int64)
+        flat, offsets = np.asarray(tensors["y_tables"], dtype=np.int64), np.asarray(tensors["y_offsets"], dtype=np.int64)
+        if len(offsets) != SCALES * MEAN_STEPS + 1 or offsets[-1] != len(flat) or (flat <= 0).any() or (self.z_freq <= 0).any():
+            raise ValueError("hyperprior tables are malformed")
+        self.y_freq = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        self.half = np.array([(len(f) - 1) // 2 for f in self.y_freq])
+        self._models: dict[tuple[str, int], Any] = {}
+
+    @staticmethod
+    def tables(z_pmf: np.ndarray, hs_state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Everything the coder stores in the model file, from the float model at export."""
+        ys = gaussian_tables()
+        out = {f"hs.{k}": v for k, v in export_hyper_synthesis(hs_state).items()}
+        out["z_tables"] = np.stack([_frequencies(p) for p in np.asarray(z_pmf, dtype=np.float64) + 1e-12]).astype(np.uint16)
+        out["y_tables"] = np.concatenate(ys).astype(np.uint16)
+        out["y_offsets"] = np.cumsum([0] + [len(t) for t in ys]).astype(np.int64)
+        return out
+
+    def _model(self, kind: str, i: int) -> Any:
+        key = (kind, i)
+        if key not in self._models:
+            freq = {"y": lambda: self.y_freq[i], "z": lambda: self.z_freq[i], "esc": escape_table,
+                    "bits": lambda: np.ones(1 << i, dtype=np.int64)}[kind]()
+            self._models[key] = categorical(freq)
+        return self._models[key]
+
+    def params(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)."""
+        return table_index(*self.hs(z))
+
+    def _bits(self, freq: np.ndarray, symbols: np.ndarray) -> float:
+        return float(-np.log2(freq[symbols] / freq.sum()).sum())
+
+    def encode(self, y: np.ndarray, z: np.ndarray) -> list[tuple[bytes, float]]:
+        """y (N, M, h, w) and z (N, C, h/4, w/4) integer tokens, z within +-Z_SUPPORT and
+        |y| < TOKEN_LIMIT -> (payload, ideal bits) per image."""
+        table, base = self.params(z)
+        out = []
+        for yi, zi, ti, bi in zip(y, z, table, base):
+            enc, bits = TokenEncoder(), 0.0
+            for c in range(len(zi)):
+                sym = (zi[c].ravel() + Z_SUPPORT).astype(np.int32)
+                enc.encode_with(sym, self._model("z", c))
+                bits += self._bits(self.z_freq[c], sym)
+            t, s = ti.ravel(), (yi - bi).ravel()
+            half = self.half[t]
+            order = np.argsort(t, kind="stable")
+            bounds = np.searchsorted(t[order], np.arange(len(self.y_freq) + 1))
+            clipped = np.clip(s, -half, half) + half
+            for k in np.flatnonzero(np.diff(bounds)):
+                sym = clipped[order[bounds[k]: bounds[k + 1]]].astype(np.int32)
+                enc.encode_with(sym, self._model("y", int(k)))
+                bits += self._bits(self.y_freq[k], sym)
+            bits += self._encode_escapes(enc, np.abs(s[order]) - half[order], np.abs(s[order]) >= half[order])
+            out.append((enc.finish(), bits))
+        return out
+
+    def _encode_escapes(self, enc: TokenEncoder, excess: np.ndarray, at_end: np.ndarray) -> float:
+        """Exp-Golomb remainders of the tokens coded as a table's end symbol, in coding order."""
+        bits = 0.0
+        for e in excess[at_end]:
+            n = int(e + 1).bit_length() - 1
+            enc.encode_with(np.array([n], np.int32), self._model("esc", 0))
+            bits += self._bits(escape_table(), np.array([n])) + n
+            rest = int(e + 1) - (1 << n)
+            for shift in range(0, n, 8):
+                width = min(8, n - shift)
+                enc.encode_with(np.array([(rest >> shift) & ((1 << width) - 1)], np.int32), self._model("bits", width))
+        return bits
+
+    def decode(self, payloads: list[bytes], h: int, w: int, latent: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens y (N, latent, h, w) and z (N, C, h/4, w/4) of same-size payloads."""
+        c, hz, wz = len(self.z_freq), h // 4, w // 4
+        decoders = []
+        z = np.empty((len(payloads), c, hz, wz), np.int64)
+        for i, p in enumerate(payloads):
+            d = TokenDecoder(p)
+            for ch in range(c):
+                z[i, ch] = d.decode_with(self._model("z", ch), hz * wz).reshape(hz, wz) - Z_SUPPORT
+            decoders.append(d)
+        table, base = self.params(z)
+        y = np.empty((len(payloads), latent, h, w), np.int64)
+        for i, d in enumerate(decoders):
+            t = table[i].ravel()
+            half = self.half[t]
+            order = np.argsort(t, kind="stable")
+            bounds = np.searchsorted(t[order], np.arange(len(self.y_freq) + 1))
+            s = np.empty(len(t), np.int64)
+            for k in np.flatnonzero(np.diff(bounds)):
+                count = int(bounds[k + 1] - bounds[k])
+                s[order[bounds[k]: bounds[k + 1]]] = d.decode_with(self._model("y", int(k)), count) - self.half[k]
+            ends = order[np.abs(s[order]) >= half[order]]
+            for pos in ends:
+                n = int(d.decode_with(self._model("esc", 0), 1)[0])
+                rest = 0
+                for shift in range(0, n, 8):
+                    width = min(8, n - shift)
+                    rest |= int(d.decode_with(self._model("bits", width), 1)[0]) << shift
+                s[pos] = np.sign(s[pos]) * (half[pos] + (1 << n) + rest - 1)
+            y[i] = s.reshape(latent, h, w) + base[i]
+            if np.abs(y[i]).max() >= TOKEN_LIMIT:
+                raise FormatError("payload decodes to a token outside the model's range")
+        return y, z

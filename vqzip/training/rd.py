@@ -1,0 +1,202 @@
+"""Rate-distortion training of the photo codec (codec.hyperprior): random crops of photo folders, one
+random quality per crop, loss = bits per pixel + lambda[q] * 255^2 * MSE.
+
+Runs for tens of thousands of steps on a CPU, so across sessions: a checkpoint (model, optimiser,
+step) is written every few minutes, and on SIGINT / SIGTERM, to a run folder outside the work tree,
+and a run resumes from it exactly. Every step's crops, qualities and noise come from generators seeded
+by (seed, step), so a resumed run takes the same steps an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..codec.hyperprior import PhotoCodec, PhotoConfig
+
+CHECKPOINT = "checkpoint.pt"
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def load_photos(folders: list[Path], min_side: int) -> list[np.ndarray]:
+    """Every photo under `folders` (in sorted path order, folder by folder) with both sides at least
+    `min_side`, as RGB uint8 (H, W, 3). The order is part of a run: resuming needs the same list."""
+    from PIL import Image
+
+    photos = []
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.suffix.lower() in EXTENSIONS:
+                with Image.open(p) as img:
+                    arr = np.asarray(img.convert("RGB"))
+                if min(arr.shape[:2]) >= min_side:
+                    photos.append(arr)
+    if not photos:
+        raise ValueError(f"no photos of at least {min_side}x{min_side} in {', '.join(map(str, folders))}")
+    return photos
+
+
+@dataclass
+class RDConfig:
+    steps: int
+    codec: PhotoConfig = field(default_factory=PhotoConfig)
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 3e-4
+    warmup_steps: int = 500
+    seed: int = 0
+    checkpoint_seconds: float = 300.0
+    log_every: int = 25
+
+
+def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crops (n, 3, crop, crop) in [-0.5, 0.5] and quality indices (n,) of one step, flipped and
+    transposed at random: a function of (seed, step) alone."""
+    rng = np.random.default_rng([cfg.seed, step])
+    crops = []
+    for i in rng.integers(0, len(photos), cfg.batch_size):
+        img = photos[i]
+        y, x = rng.integers(0, img.shape[0] - cfg.crop + 1), rng.integers(0, img.shape[1] - cfg.crop + 1)
+        c = img[y: y + cfg.crop, x: x + cfg.crop]
+        if rng.random() < 0.5:
+            c = c[:, ::-1]
+        if rng.random() < 0.5:
+            c = c.transpose(1, 0, 2)
+        crops.append(np.ascontiguousarray(c))
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
+    return x, torch.from_numpy(rng.integers(0, cfg.codec.qualities, cfg.batch_size))
+
+
+def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR."""
+    out = model(x, q)
+    mse = (out["x_hat"] - x).pow(2).mean((1, 2, 3))
+    bpp = (out["y_bits"] + out["z_bits"]) / (x.shape[2] * x.shape[3])
+    lambdas = torch.tensor(model.config.lambdas)[q]
+    loss = (bpp + lambdas * 255**2 * mse).mean()
+    return loss, {"loss": loss.item(), "bpp": bpp.mean().item(), "psnr": (-10 * torch.log10(mse)).mean().item()}
+
+
+def _lr(cfg: RDConfig, step: int) -> float:
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+
+
+def save_checkpoint(path: Path, model: PhotoCodec, opt: torch.optim.Optimizer, step: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "config": model.config.to_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str, torch.Tensor] | None = None,
+             on_log: Callable[[dict[str, Any]], None] | None = None) -> PhotoCodec:
+    """Train until cfg.steps, resuming from `run`/checkpoint.pt when it exists (else from `init`
+    weights, else from scratch). Returns the model; SIGINT / SIGTERM checkpoint and stop early."""
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt = run / CHECKPOINT
+    model = PhotoCodec(cfg.codec)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = 0
+    if ckpt.is_file():
+        state = load_checkpoint(ckpt)
+        if PhotoConfig.from_dict(state["config"]) != cfg.codec:
+            raise ValueError(f"{ckpt} holds a model of another configuration ({state['config']})")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+    elif init is not None:
+        model.load_state_dict(init)
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    log = (run / "log.jsonl").open("a")
+    last_save, t0, since = time.time(), time.time(), 0
+    acc: dict[str, float] = {}
+    model.train()
+    try:
+        while step < cfg.steps and not stop["now"]:
+            x, q = crops_for_step(photos, step, cfg)
+            torch.manual_seed(cfg.seed * 1_000_003 + step)
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step)
+            loss, stats = rd_loss(model, x, q)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step, since = step + 1, since + 1
+            for k, v in stats.items():
+                acc[k] = acc.get(k, 0.0) + v
+            if step % cfg.log_every == 0:  # means over the steps since the last record (fewer after a resume)
+                rec = {"step": step, "steps": cfg.steps, "lr": _lr(cfg, step), "s_per_step": (time.time() - t0) / since,
+                       **{k: v / since for k, v in acc.items()}}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if on_log:
+                    on_log(rec)
+                acc, t0, since = {}, time.time(), 0
+            if time.time() - last_save > cfg.checkpoint_seconds:
+                save_checkpoint(ckpt, model, opt, step)
+                last_save = time.time()
+        save_checkpoint(ckpt, model, opt, step)
+    finally:
+        log.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if stop["now"]:
+        raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved in {ckpt}")
+    return model.eval()
+
+
+def coder_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:
+    """The integer tables and hyper-synthesis the coder needs, from the float model (see
+    coding.gaussian), to store with the weights."""
+    from ..coding.gaussian import Z_SUPPORT, HyperpriorCoder
+
+    with torch.no_grad():
+        pmf = model.z_density.pmf(Z_SUPPORT).numpy()
+    return HyperpriorCoder.tables(pmf, {k: v.numpy() for k, v in model.h_s.state_dict().items()})
+
+
+def export_photo(model: PhotoCodec, out: Path, card: dict[str, Any], test_images: list[np.ndarray] | None = None,
+                 on_image: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write `<out>.safetensors` (weights + coder tables) and `<out>.json` (the model card, with
+    bytes, PSNR and MS-SSIM per quality measured on real .vqz files when `test_images` is given)."""
+    from ..zoo import load_model, model_id, save_photo_model
+    from .evaluate import measure_photos
+
+    model = model.cpu().eval()
+    weights = save_photo_model(out.with_suffix(".safetensors"), model, coder_tensors(model))
+    card = {**card, "model_id": f"{model_id(weights):04x}", "kind": "hyperprior", "config": model.config.to_dict(),
+            "qualities": model.qualities,
+            "tokens": {"grid": "latent channels x H/16 x W/16 (images padded to a multiple of 64)",
+                       "channels": model.config.latent, "range": "integers, |token| < 32768",
+                       "side_tokens": f"{model.config.hyper} channels x H/64 x W/64, integers in -64..64"},
+            "entropy_model": "mean-scale hyperprior; integer hyper-synthesis and stored integer Gaussian tables "
+                             "(coding/gaussian.py)"}
+    card.setdefault("default_quality", (model.qualities + 1) // 2)
+    if test_images is not None:
+        rows = measure_photos(load_model(weights), test_images, on_image=on_image)
+        card["results"] = {"dataset": card.get("test_data", "test set"), "images": len(test_images),
+                           "method": "mean size of real .vqz files (header + payload + checksum), decoded again; PSNR "
+                                     "over RGB uint8 averaged per image; MS-SSIM (pytorch-msssim) on RGB uint8",
+                           "per_quality": rows}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, out.with_suffix(".json"))
+    return card
