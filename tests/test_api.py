@@ -156,3 +156,65 @@ def test_measure_priors_matches_real_files(ctx_model):
     for row, static, context in zip(rows, measure(ctx_model, imgs, prior="static"), measure(ctx_model, imgs, prior="context")):
         assert row["static_bytes"] == static["bytes"] and row["context_bytes"] == context["bytes"]
         assert row["psnr"] == pytest.approx(static["psnr"]) and row["psnr"] == pytest.approx(context["psnr"])
+
+
+def _with_metadata(arr: np.ndarray, orientation: int = 1, icc: bytes = b"profile" * 40) -> Image.Image:
+    """An image as Pillow opens it from a PNG carrying an ICC profile and EXIF (a camera make, an orientation)."""
+    exif = Image.Exif()
+    exif[0x010F] = "vqzip test camera"
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", exif=exif, icc_profile=icc)
+    img = Image.open(io.BytesIO(buf.getvalue()))
+    img.load()
+    return img
+
+
+def test_icc_and_exif_are_kept_and_given_back(model):
+    img = _with_metadata(rgb(12, 10))
+    data = api.compress(img, model, 1)
+    assert data[2] & container.METADATA_BIT
+    back = api.decompress(data)
+    assert back.info["icc_profile"] == img.info["icc_profile"]
+    assert back.getexif()[0x010F] == "vqzip test camera"
+    icc_only = api.decompress(api.compress(img, model, 1, metadata="icc"))
+    assert "icc_profile" in icc_only.info and "exif" not in icc_only.info
+    exif_only = api.decompress(api.compress(img, model, 1, metadata="exif"))
+    assert "icc_profile" not in exif_only.info and "exif" in exif_only.info
+    with pytest.raises(VqzipError, match="metadata must be"):
+        api.compress(img, model, 1, metadata="some")
+
+
+def test_no_metadata_no_cost(model):
+    """Without metadata (none there, or --metadata none) a file is byte for byte what it was before
+    metadata existed: 12 bytes of overhead at 32x32."""
+    plain = api.compress(rgb(32, 32), model, 1)
+    stripped = api.compress(_with_metadata(rgb(32, 32)), model, 1, metadata="none")
+    assert plain == stripped and plain[2] == 1
+    f = container.parse(plain, model.digest)
+    assert f.overhead == 12 and not f.metadata
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied_to_the_pixels(model, orientation):
+    """The decoded image looks the way the original displayed: same tokens as the transposed image, and
+    its EXIF says orientation 1 (so viewers do not turn it again), other tags kept."""
+    from PIL import ImageOps
+
+    img = _with_metadata(rgb(6, 14), orientation)
+    shown = ImageOps.exif_transpose(img)
+    data = api.compress(img, model, 2)
+    back = api.decompress(data)
+    assert back.size == shown.size == ((6, 14) if orientation in (6, 8) else (14, 6))
+    assert np.array_equal(api.file_tokens(data), api.file_tokens(api.compress(np.asarray(shown), model, 2)))
+    assert back.getexif()[0x0112] == 1 and back.getexif()[0x010F] == "vqzip test camera"
+    assert api.decompress(api.compress(img, model, 2, metadata="none")).size == shown.size  # orientation applied anyway
+
+
+def test_a_converted_colour_space_drops_its_profile(model):
+    cmyk = Image.fromarray(rgb(8, 8)).convert("CMYK")
+    cmyk.info["icc_profile"] = b"a CMYK profile"
+    with pytest.warns(VqzipWarning, match="ICC profile dropped"):
+        data = api.compress(cmyk, model, 1)
+    assert "icc_profile" not in api.decompress(data).info
+

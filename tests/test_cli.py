@@ -211,3 +211,33 @@ def test_bench_reprints_an_earlier_runs_tables(tmp_path):
     (tmp_path / "other.json").write_text('{"points": []}')
     assert "not the results.json of a vqzip bench run" in one_line_error(run("bench", tmp_path / "other.json", cwd=tmp_path))
     one_line_error(run("bench", tmp_path / "missing.json", cwd=tmp_path))
+
+
+def _camera_jpeg(path, orientation=6, size=(24, 16)):
+    """A JPEG as a camera writes one: an ICC profile, EXIF with a make and an orientation."""
+    exif = Image.Exif()
+    exif[0x010F] = "vqzip test camera"
+    exif[0x0112] = orientation
+    arr = (np.random.default_rng(1).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path, "JPEG", exif=exif.tobytes(), icc_profile=b"an ICC profile" * 20)
+
+
+def test_metadata_is_kept_and_orientation_honoured(work):
+    _camera_jpeg(work / "cam.jpg")
+    assert run("encode", "cam.jpg", "-m", "tiny-rvq", cwd=work).returncode == 0
+    assert (work / "cam.vqz").read_bytes()[2] & 0x80
+    assert "ICC profile 280 bytes, EXIF" in run("info", "cam.vqz", cwd=work).stdout.decode()
+    for name in ("back.png", "back.jpg", "back.webp"):
+        assert run("decode", "cam.vqz", "-o", name, cwd=work).returncode == 0
+        back = Image.open(work / name)
+        assert back.size == (16, 24)  # turned the way the original displayed
+        assert back.info["icc_profile"] == b"an ICC profile" * 20, name
+        assert back.getexif()[0x0112] == 1 and back.getexif()[0x010F] == "vqzip test camera", name
+    assert run("encode", "cam.jpg", "-m", "tiny-rvq", "--metadata", "icc", "-o", "icc.vqz", cwd=work).returncode == 0
+    assert run("decode", "icc.vqz", cwd=work).returncode == 0
+    icc = Image.open(work / "icc.png")
+    assert "icc_profile" in icc.info and not icc.getexif() and icc.size == (16, 24)
+    assert run("encode", "cam.jpg", "-m", "tiny-rvq", "--metadata", "none", "-o", "none.vqz", cwd=work).returncode == 0
+    assert (work / "none.vqz").read_bytes()[2] == 1
+    assert "metadata   none" in run("info", "none.vqz", cwd=work).stdout.decode()
+    assert run("encode", "cam.jpg", "--metadata", "some", "-o", "x.vqz", cwd=work).returncode == 2

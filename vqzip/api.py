@@ -23,8 +23,9 @@ from .zoo import LoadedModel, available_models, find_by_id, load_model
 TILE = 128  # latent positions per tile side: bounds memory for any image size
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
-__all__ = ["Encoded", "available_models", "compress", "compress_images", "decode_batch", "decompress",
-           "decompress_images", "encode_batch", "file_tokens", "image_tokens", "load_model", "resolve_quality", "token_images"]
+__all__ = ["Encoded", "METADATA", "available_models", "compress", "compress_images",
+           "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_tokens", "load_model",
+           "resolve_quality", "token_images"]
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,15 @@ def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
 
 
 def _pack(tokens: np.ndarray, m: LoadedModel, width: int, height: int, modes: list[str], quality: int,
-          alphas: list[bytes], version: int) -> list[Encoded]:
-    """Range-code same-size token grids (N, L, h, w) into whole .vqz files."""
+          alphas: list[bytes], version: int, metadata: list[bytes] | None = None) -> list[Encoded]:
+    """Range-code same-size token grids (N, L, h, w) into whole .vqz files; `metadata`: each file's
+    container.pack_metadata section (None: none)."""
     key = m.key(version)
     out = []
-    for (payload, bits), mode, alpha in zip(_coder(m, version).encode(tokens), modes, alphas):
-        header = container.Header(m.model_id, width, height, mode, quality, version)
-        out.append(Encoded(container.build(header, payload, key, alpha), bits))
+    metas = metadata if metadata is not None else [b""] * len(modes)
+    for (payload, bits), mode, alpha, meta in zip(_coder(m, version).encode(tokens), modes, alphas, metas):
+        header = container.Header(m.model_id, width, height, mode, quality, version, bool(meta))
+        out.append(Encoded(container.build(header, payload, key, alpha, meta), bits))
     return out
 
 
@@ -129,8 +132,55 @@ def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, qua
     return _pack(tokens, m, images.shape[2], images.shape[1], ["RGB"] * len(images), q, [b""] * len(images), version)
 
 
-def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
-    """(RGB array, original colour mode, compressed alpha) of any Pillow image, warning on lossy steps."""
+METADATA = ("all", "icc", "exif", "none")  # what of the original's metadata a file keeps
+ORIENTATION = 0x0112  # the EXIF tag
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    rgb: np.ndarray  # (H, W, 3) uint8: what the network codes, and what PSNR is measured against
+    mode: str  # the colour mode to give back (container.MODES)
+    alpha: bytes = b""  # zlib-compressed alpha plane; b"" = none or fully opaque
+    metadata: bytes = b""  # container.pack_metadata section; b"" = none
+
+
+def _exif_tiff(raw: bytes | None) -> bytes:
+    """EXIF bytes as the container stores them: the TIFF structure, without JPEG's `Exif\\0\\0` prefix."""
+    if not raw or not isinstance(raw, bytes):
+        return b""
+    return raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+
+
+def _orient(img: Image.Image, keep_exif: bool) -> tuple[Image.Image, bytes]:
+    """The image as it displays (its EXIF orientation applied to the pixels) and, if `keep_exif`, its
+    EXIF for the container with the orientation reset to 1 (b"" when it has none)."""
+    from PIL import ImageOps
+
+    raw = _exif_tiff(img.info.get("exif"))
+    try:
+        orientation = img.getexif().get(ORIENTATION, 1)
+    except Exception:  # Pillow raises many kinds on malformed EXIF; the pixels are still good
+        warnings.warn("unreadable EXIF dropped", VqzipWarning, stacklevel=4)
+        return img, b""
+    if orientation in range(2, 9):
+        img = ImageOps.exif_transpose(img)
+        if raw and keep_exif:
+            exif = Image.Exif()
+            exif.load(b"Exif\x00\x00" + raw)
+            exif[ORIENTATION] = 1
+            raw = _exif_tiff(exif.tobytes())
+    return img, raw if keep_exif else b""
+
+
+def _prepare(img: Image.Image, metadata: str = "all") -> _Prepared:
+    """What the coder needs of any Pillow image, warning on lossy steps: the pixels as they display
+    (EXIF orientation applied), RGB; the colour mode to give back; alpha; the metadata to keep
+    (`metadata`: one of METADATA)."""
+    if metadata not in METADATA:
+        raise VqzipError(f"metadata must be one of {', '.join(METADATA)}, not {metadata!r}")
+    img, exif = _orient(img, metadata in ("all", "exif"))
+    icc = img.info.get("icc_profile") if metadata in ("all", "icc") else None
+    icc = icc if isinstance(icc, bytes) else b""
     if img.mode == "P":
         has_alpha = "transparency" in img.info
         warnings.warn(f"palette image converted to {'RGBA' if has_alpha else 'RGB'}", VqzipWarning, stacklevel=3)
@@ -145,44 +195,56 @@ def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
     elif img.mode == "PA":
         img = img.convert("RGBA")
     elif img.mode not in container.MODES:
-        warnings.warn(f"{img.mode} image converted to RGB", VqzipWarning, stacklevel=3)
-        img = img.convert("RGB")
+        warnings.warn(f"{img.mode} image converted to RGB" + (" (its ICC profile dropped)" if icc else ""),
+                      VqzipWarning, stacklevel=3)
+        img, icc = img.convert("RGB"), b""  # the profile describes the old colour space
     mode, alpha = img.mode, b""
     if mode in ("LA", "RGBA"):
         a = np.asarray(img.getchannel("A"))
         alpha = b"" if (a == 255).all() else zlib.compress(a.tobytes(), 9)
-    return np.asarray(img.convert("RGB")), mode, alpha
+    return _Prepared(np.asarray(img.convert("RGB")), mode, alpha, container.pack_metadata(container.Metadata(icc, exif)))
 
 
-def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
-                    quality: int | None = None, batch: int = 64, prior: str = "auto") -> list[Encoded]:
-    """Compress Pillow images of any modes and sizes; same-size images share network passes."""
-    m = _model(model)
-    q = resolve_quality(m, quality)
-    version = format_version(m, prior)
-    prepared = [_prepare(img) for img in images]
-    for rgb, _, _ in prepared:
-        container.check_size(rgb.shape[1], rgb.shape[0])
+def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, version: int,
+            reconstruct: bool = False) -> list[tuple[Encoded, np.ndarray | None]]:
+    """Prepared images of any sizes -> .vqz files (same-size images share network passes), and with
+    `reconstruct` the RGB image each file decodes to (from the same tokens, no range decoding)."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (rgb, _, _) in enumerate(prepared):
-        groups[rgb.shape[:2]].append(i)
-    out: dict[int, Encoded] = {}
+    for i, p in enumerate(prepared):
+        groups[p.rgb.shape[:2]].append(i)
+    out: dict[int, tuple[Encoded, np.ndarray | None]] = {}
     for (height, width), idx in groups.items():
         for start in range(0, len(idx), batch):
             chunk = idx[start: start + batch]
-            tokens = image_tokens(np.stack([prepared[i][0] for i in chunk]), m, q)
-            packed = _pack(tokens, m, width, height, [prepared[i][1] for i in chunk], q, [prepared[i][2] for i in chunk], version)
-            for i, e in zip(chunk, packed):
-                out[i] = e
-    return [out[i] for i in range(len(images))]
+            tokens = image_tokens(np.stack([prepared[i].rgb for i in chunk]), m, q)
+            part = [prepared[i] for i in chunk]
+            packed = _pack(tokens, m, width, height, [p.mode for p in part], q, [p.alpha for p in part], version,
+                           [p.metadata for p in part])
+            images = token_images(tokens, m, height, width) if reconstruct else [None] * len(chunk)
+            for i, e, img in zip(chunk, packed, images):
+                out[i] = (e, img)
+    return [out[i] for i in range(len(prepared))]
+
+
+def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
+                    quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all") -> list[Encoded]:
+    """Compress Pillow images of any modes and sizes; same-size images share network passes.
+    `metadata`: what of each image's ICC profile and EXIF to keep (METADATA)."""
+    m = _model(model)
+    q = resolve_quality(m, quality)
+    version = format_version(m, prior)
+    prepared = [_prepare(img, metadata) for img in images]
+    for p in prepared:
+        container.check_size(p.rgb.shape[1], p.rgb.shape[0])
+    return [e for e, _ in _encode(prepared, m, q, batch, version)]
 
 
 def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
-             prior: str = "auto") -> bytes:
+             prior: str = "auto", metadata: str = "all") -> bytes:
     """One image (Pillow, or uint8 array H x W [x 1|3|4]) -> .vqz bytes."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image)
-    return compress_images([image], model, quality, prior=prior)[0].data
+    return compress_images([image], model, quality, prior=prior, metadata=metadata)[0].data
 
 
 def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFile, LoadedModel]:
@@ -242,7 +304,8 @@ def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> 
 
 
 def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None) -> list[Image.Image]:
-    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA)."""
+    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA), with the ICC
+    profile and EXIF the file keeps in `img.info["icc_profile"]` and `img.info["exif"]`."""
     files = [_open(d, model) for d in datas]
     images = []
     for (f, _), rgb in zip(files, _decode(files)):
@@ -254,6 +317,11 @@ def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None
         if alpha is not None:
             img = img.convert(mode)
             img.putalpha(Image.fromarray(alpha, "L"))
+        meta = container.unpack_metadata(f.metadata)
+        if meta.icc:
+            img.info["icc_profile"] = meta.icc
+        if meta.exif:
+            img.info["exif"] = b"Exif\x00\x00" + meta.exif  # as Pillow reads it from JPEG, and every writer takes it
         images.append(img)
     return images
 

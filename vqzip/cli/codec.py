@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from ..errors import VqzipError
 from . import options as opt
 from .console import Failure, err, error, fail, out, progress, reporting, summary
 from .files import STDIO, emit, read, refuse_clobber, targets
+
+if TYPE_CHECKING:
+    from ..coding.container import Metadata
 
 
 def encode(
@@ -23,6 +26,7 @@ def encode(
     batch: Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)] = 64,
     prior: Annotated[str, typer.Option("--prior", help="auto (the model's context prior if it has one), context, "
                                                        "or static (format version 1).")] = "auto",
+    metadata: opt.Metadata = "all",
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
@@ -62,7 +66,8 @@ def encode(
                 except (VqzipError, OSError, Image.DecompressionBombError, ValueError) as exc:
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
-            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch, prior=prior)
+            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch, prior=prior,
+                                          metadata=metadata)
             for i, (img, size), enc in zip(ok, images, encoded):
                 try:
                     emit(dests[i], enc.data, force)
@@ -107,8 +112,9 @@ def decode(
                 if fmt is None:
                     raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
                 buf = io.BytesIO()
+                kept = {k: img.info[k] for k in ("icc_profile", "exif") if img.info.get(k)}  # the file's metadata
                 try:
-                    (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt)
+                    (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt, **kept)
                 except (OSError, ValueError, KeyError) as exc:
                     raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
                 emit(target, buf.getvalue(), force)
@@ -141,9 +147,9 @@ def info(inputs: opt.Inputs) -> None:
                 path = zoo.find_by_id(header.model_id)
                 f = container.parse(data, zoo.checksum_key(path, header.version))
                 model, check, payload = path.name[: -len(zoo.SUFFIX)], "ok", len(f.payload)
-                overhead = f.overhead
+                overhead, meta = f.overhead, container.unpack_metadata(f.metadata)
             except ModelNotFound:
-                model, check, payload, overhead = "not installed", "not checked (needs the model)", None, None
+                model, check, payload, overhead, meta = "not installed", "not checked (needs the model)", None, None, None
         except (Failure, VqzipError) as exc:
             failed += 1
             error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
@@ -154,11 +160,20 @@ def info(inputs: opt.Inputs) -> None:
         out.print(f"  image      {header.width}x{header.height} {header.mode}, quality {header.quality}")
         out.print(f"  format     version {header.version} ({'context prior' if header.version == 2 else 'static tables'})")
         out.print(f"  bytes      {len(data):,} total" +
-                  (f" = {overhead} header/alpha/checksum + {payload:,} payload" if payload is not None else ""))
+                  (f" = {overhead} header/alpha/metadata/checksum + {payload:,} payload" if payload is not None else ""))
         out.print(f"  bits/pixel {8 * len(data) / pixels:.4f}")
+        out.print(f"  metadata   {_describe(meta, header.has_metadata)}")
         out.print(f"  checksum   {check}")
     if failed:
         raise typer.Exit(1)
+
+
+def _describe(meta: Metadata | None, present: bool) -> str:
+    """The metadata line of `info`: what the section holds, or that it is there unread (no model to check it)."""
+    if meta is None:
+        return "present (not read: needs the model)" if present else "none"
+    parts = [f"{what} {len(value):,} bytes" for what, value in (("ICC profile", meta.icc), ("EXIF", meta.exif)) if value]
+    return ", ".join(parts) or "none"
 
 
 def models() -> None:

@@ -8,7 +8,7 @@ below gives the same flags with that command's help.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -19,6 +19,10 @@ OutDir = Annotated[Path | None, typer.Option("-O", "--out-dir", help="Folder for
 Force = Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing output files.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print one line per file.")]
+Metadata = Annotated[Literal["all", "icc", "exif", "none"],
+                     typer.Option("--metadata", help="What to keep of each image's metadata (its ICC colour profile, its "
+                                                     "EXIF): written back on decode. The EXIF orientation is applied "
+                                                     "to the pixels whatever this says.")]
 
 
 def output(help: str) -> Any:
