@@ -241,3 +241,28 @@ def test_metadata_is_kept_and_orientation_honoured(work):
     assert (work / "none.vqz").read_bytes()[2] == 1
     assert "metadata   none" in run("info", "none.vqz", cwd=work).stdout.decode()
     assert run("encode", "cam.jpg", "--metadata", "some", "-o", "x.vqz", cwd=work).returncode == 2
+
+
+def test_rate_and_quality_targets(work, tiny_env):
+    sizes = {}
+    for q in (1, 2, 3):
+        assert run("encode", "img.png", "-m", "tiny-rvq", "-Q", q, "-o", f"q{q}.vqz", cwd=work).returncode == 0
+        sizes[q] = (work / f"q{q}.vqz").stat().st_size
+    proc = run("encode", "img.png", "-m", "tiny-rvq", "--size", sizes[2], "-o", "s.vqz", "-v", cwd=work)
+    assert proc.returncode == 0 and "quality 2" in proc.stderr.decode()
+    assert (work / "s.vqz").read_bytes() == (work / "q2.vqz").read_bytes()
+    assert run("encode", "img.png", "-m", "tiny-rvq", "--bpp", 8 * sizes[3] / 600, "-o", "b.vqz", cwd=work).returncode == 0
+    assert (work / "b.vqz").read_bytes() == (work / "q3.vqz").read_bytes()
+    proc = run("encode", "img.png", "-m", "tiny-rvq", "--size", 5, "-o", "tiny.vqz", cwd=work)  # out of reach
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 0 and lines[0].startswith("warning: img.png: 5 bytes is out of reach"), lines
+    assert f"makes {sizes[1]} bytes" in lines[0] and (work / "tiny.vqz").stat().st_size == sizes[1]
+    # a PSNR target with the shipped model, whose PSNR rises with quality: sample32.png reaches 25.68 dB at quality 3
+    sample = Path(__file__).resolve().parent / "data" / "sample32.png"
+    proc = run("encode", sample, "--psnr", "25", "-o", "p.vqz", cwd=work)
+    assert proc.returncode == 0 and "quality 3" in run("info", "p.vqz", cwd=work).stdout.decode()
+    proc = run("encode", sample, "--psnr", "45", "-o", "p45.vqz", cwd=work)
+    assert "45 dB is out of reach for model cifar10-rvq; its highest quality, 10, reaches" in proc.stderr.decode()
+    assert "quality 10" in run("info", "p45.vqz", cwd=work).stdout.decode()
+    assert "not --size and -Q" in one_line_error(run("encode", "img.png", "--size", 100, "-Q", 2, cwd=work), 2)
+    assert "must be positive" in one_line_error(run("encode", "img.png", "--psnr", "-3", cwd=work), 2)

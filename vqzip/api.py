@@ -4,6 +4,7 @@ Nothing here prints; lossy input conversions are reported with `warnings.warn(..
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 import zlib
@@ -23,7 +24,7 @@ from .zoo import LoadedModel, available_models, find_by_id, load_model
 TILE = 128  # latent positions per tile side: bounds memory for any image size
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
-__all__ = ["Encoded", "METADATA", "available_models", "compress", "compress_images",
+__all__ = ["Encoded", "METADATA", "Targeted", "available_models", "compress", "compress_images", "compress_to_target",
            "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_tokens", "load_model",
            "resolve_quality", "token_images"]
 
@@ -237,6 +238,90 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
     for p in prepared:
         container.check_size(p.rgb.shape[1], p.rgb.shape[0])
     return [e for e, _ in _encode(prepared, m, q, batch, version)]
+
+
+@dataclass(frozen=True)
+class Targeted:
+    """One image compressed to a target: the quality chosen, its file, and whether the target was met."""
+    quality: int
+    encoded: Encoded
+    met: bool
+    psnr: float | None = None  # dB against the (converted) input, measured for PSNR targets
+
+    @property
+    def data(self) -> bytes:
+        return self.encoded.data
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def compress_to_target(images: list[Image.Image], model: LoadedModel | str | None = None, *, size: int | None = None,
+                       bpp: float | None = None, psnr: float | None = None, batch: int = 64, prior: str = "auto",
+                       metadata: str = "all", names: list[str] | None = None) -> list[Targeted]:
+    """Compress each image at the largest quality whose whole file stays within `size` bytes (or `bpp`
+    bits per pixel), or the smallest quality that reaches `psnr` dB against the (converted) RGB input;
+    give exactly one target.
+
+    Qualities are monotone in rate, so each image bisects 1..m.qualities: about log2(qualities + 1)
+    codings of it, every try one coding (and, for PSNR, one decoder pass over the same tokens), the
+    images that try the same quality sharing network passes. An image that cannot meet its target
+    gets the nearest quality (1 for sizes, the highest for PSNR) and a VqzipWarning naming what that
+    reaches; `names` label the images in warnings (default "image <index>").
+    """
+    given = [t for t in (size, bpp, psnr) if t is not None]
+    if len(given) != 1:
+        raise VqzipError("give exactly one target: size, bpp or psnr")
+    if given[0] <= 0:
+        raise VqzipError(f"the target must be positive, not {given[0]}")
+    m = _model(model)
+    version = format_version(m, prior)
+    prepared = [_prepare(img, metadata) for img in images]
+    for p in prepared:
+        container.check_size(p.rgb.shape[1], p.rgb.shape[0])
+    top = m.qualities
+    budget = [size if size is not None else math.floor((bpp or 0) * p.rgb.shape[0] * p.rgb.shape[1] / 8)
+              for p in prepared]  # bytes per file, for size and bpp targets
+    # Bisection on (lo, hi): for sizes, lo fits and hi does not; for PSNR, hi meets and lo does not. 0 and
+    # top + 1 stand for the qualities beyond the ends, never coded.
+    lo, hi = [0] * len(prepared), [top + 1] * len(prepared)
+    tried: list[dict[int, tuple[Encoded, float | None]]] = [{} for _ in prepared]
+    while True:
+        todo: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(prepared)):
+            if hi[i] - lo[i] > 1:
+                todo[(lo[i] + hi[i]) // 2].append(i)
+        if not todo:
+            break
+        for q, idx in sorted(todo.items()):
+            for i, (enc, rec) in zip(idx, _encode([prepared[j] for j in idx], m, q, batch, version, psnr is not None)):
+                db = _psnr(prepared[i].rgb, rec) if rec is not None else None
+                tried[i][q] = (enc, db)
+                if psnr is None:
+                    lo[i], hi[i] = (q, hi[i]) if len(enc.data) <= budget[i] else (lo[i], q)
+                else:
+                    lo[i], hi[i] = (lo[i], q) if db is not None and db >= psnr else (q, hi[i])
+    out = []
+    for i, p in enumerate(prepared):
+        met = lo[i] >= 1 if psnr is None else hi[i] <= top
+        q = (lo[i] if met else 1) if psnr is None else (hi[i] if met else top)
+        enc, db = tried[i][q]
+        if not met:
+            name = names[i] if names is not None else f"image {i}"
+            pixels = p.rgb.shape[0] * p.rgb.shape[1]
+            if psnr is not None:
+                reached = f"{psnr:g} dB is out of reach for model {m.name}; its highest quality, {q}, reaches {db:.2f} dB"
+            elif bpp is not None:
+                reached = (f"{bpp:g} bpp is out of reach for model {m.name}; its lowest quality, {q}, makes "
+                           f"{8 * len(enc.data) / pixels:.3f} bpp ({len(enc.data):,} bytes)")
+            else:
+                reached = (f"{size:,} bytes is out of reach for model {m.name}; its lowest quality, {q}, makes "
+                           f"{len(enc.data):,} bytes")
+            warnings.warn(f"{name}: {reached}", VqzipWarning, stacklevel=2)
+        out.append(Targeted(q, enc, met, db))
+    return out
 
 
 def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,

@@ -26,6 +26,14 @@ def encode(
     batch: Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)] = 64,
     prior: Annotated[str, typer.Option("--prior", help="auto (the model's context prior if it has one), context, "
                                                        "or static (format version 1).")] = "auto",
+    size: Annotated[int | None, typer.Option("--size", min=1, help="Target file size in bytes: per image, the "
+                                                                    "largest quality whose file fits.")] = None,
+    bpp: Annotated[float | None, typer.Option("--bpp",
+                                              help="Target bits per pixel (of the whole file): per image, the largest "
+                                                   "quality within it.")] = None,
+    psnr: Annotated[float | None, typer.Option("--psnr",
+                                               help="Target PSNR in dB: per image, the smallest quality that reaches "
+                                                    "it.")] = None,
     metadata: opt.Metadata = "all",
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
@@ -35,10 +43,16 @@ def encode(
     from .. import api
     from ..coding.container import check_size
 
+    goals = [name for name, value in (("--size", size), ("--bpp", bpp), ("--psnr", psnr), ("-Q", quality)) if value is not None]
+    if len(goals) > 1:
+        fail(f"give one of --size, --bpp, --psnr and -Q, not {' and '.join(goals)}", 2)
+    targeted = bool(goals) and goals[0] != "-Q"
+    if targeted and min(v for v in (size, bpp, psnr) if v is not None) <= 0:
+        fail(f"{goals[0]} must be positive", 2)
     dests = targets(inputs, output, out_dir, ".vqz")
     try:
         m = api.load_model(model)
-        api.resolve_quality(m, quality)
+        q = api.resolve_quality(m, quality)
         api.format_version(m, prior)
     except VqzipError as exc:
         fail(str(exc))
@@ -66,9 +80,15 @@ def encode(
                 except (VqzipError, OSError, Image.DecompressionBombError, ValueError) as exc:
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
-            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch, prior=prior,
-                                          metadata=metadata)
-            for i, (img, size), enc in zip(ok, images, encoded):
+            pictures = [img for img, _ in images]
+            if targeted:
+                results = api.compress_to_target(pictures, m, size=size, bpp=bpp, psnr=psnr, batch=batch, prior=prior,
+                                                 metadata=metadata, names=[inputs[i] for i in ok])
+                encoded, chosen = [r.encoded for r in results], [r.quality for r in results]
+            else:
+                encoded = api.compress_images(pictures, m, q, batch=batch, prior=prior, metadata=metadata)
+                chosen = [q] * len(encoded)
+            for i, (img, n_in), enc, qi in zip(ok, images, encoded, chosen):
                 try:
                     emit(dests[i], enc.data, force)
                 except Failure as exc:
@@ -76,10 +96,10 @@ def encode(
                     error(exc)
                     continue
                 done += 1
-                bytes_in, bytes_out = bytes_in + size, bytes_out + len(enc.data)
+                bytes_in, bytes_out = bytes_in + n_in, bytes_out + len(enc.data)
                 if verbose:
-                    err.print(f"{inputs[i]} -> {dests[i]}: {size:,} -> {len(enc.data):,} bytes "
-                              f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp)")
+                    err.print(f"{inputs[i]} -> {dests[i]}: {n_in:,} -> {len(enc.data):,} bytes "
+                              f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp), quality {qi}")
             bar.advance(task, len(chunk))
     summary("encoded", done, failed, bytes_in, bytes_out, quiet)
     if failed:

@@ -39,7 +39,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def reporting(quiet: bool) -> Iterator[None]:
-    """Show the library's conversion warnings as yellow one-liners (unless quiet)."""
+    """Show the library's warnings (conversions, unreachable targets) as yellow one-liners, never
+    wrapped (unless quiet)."""
     from ..errors import VqzipWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -47,7 +48,8 @@ def reporting(quiet: bool) -> Iterator[None]:
         yield
     for w in caught:
         if issubclass(w.category, VqzipWarning) and not quiet:
-            err.print(f"[yellow]warning:[/] {w.message}")
+            err.print("[yellow]warning:[/] ", end="")
+            err.print(str(w.message), markup=False, soft_wrap=True)
 
 
 def progress(quiet: bool, total: int) -> Progress:
