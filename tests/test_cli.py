@@ -266,3 +266,28 @@ def test_rate_and_quality_targets(work, tiny_env):
     assert "quality 10" in run("info", "p45.vqz", cwd=work).stdout.decode()
     assert "not --size and -Q" in one_line_error(run("encode", "img.png", "--size", 100, "-Q", 2, cwd=work), 2)
     assert "must be positive" in one_line_error(run("encode", "img.png", "--psnr", "-3", cwd=work), 2)
+
+
+def test_recursive_mirrors_a_tree(work):
+    tree = work / "photos"
+    (tree / "sub" / "deep").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for rel in ("a.png", "sub/b.png", "sub/deep/c.jpg"):
+        Image.fromarray((rng.random((8, 12, 3)) * 255).astype(np.uint8)).save(tree / rel)
+    (tree / "notes.txt").write_text("not an image")
+    (work / "out").mkdir()
+    proc = run("encode", "-r", "photos", "-O", "out", "-m", "tiny-rvq", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "encoded 3 files, 1 skipped" in proc.stderr.decode()
+    assert sorted(str(p.relative_to(work / "out")) for p in (work / "out").rglob("*.vqz")) == \
+        ["a.vqz", "sub/b.vqz", "sub/deep/c.vqz"]
+    (work / "out" / "sub" / "readme.md").write_text("skipped too")
+    (work / "back").mkdir()
+    proc = run("decode", "--recursive", "out", "-O", "back", cwd=work)
+    assert proc.returncode == 0 and "decoded 3 files, 1 skipped" in proc.stderr.decode()
+    assert Image.open(work / "back" / "sub" / "deep" / "c.png").size == (12, 8)
+    proc = run("encode", "-r", "photos", "-m", "tiny-rvq", "-q", cwd=work)  # no -O: beside each input
+    assert proc.returncode == 0 and (tree / "sub" / "deep" / "c.vqz").is_file() and (tree / "a.vqz").is_file()
+    proc = run("encode", "-r", "photos", "-m", "tiny-rvq", cwd=work)  # the .vqz files are not images: skipped
+    assert proc.returncode == 1 and "0 files, 4 skipped, 3 failed" in proc.stderr.decode()
+    assert "is a directory" in one_line_error(run("encode", "photos", "-m", "tiny-rvq", cwd=work))

@@ -5,7 +5,8 @@
     train.py    train, train-prior             making models
 
 Options that several commands take are declared once in `options.py`; what the commands print (one-line
-errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`.
+errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`, and
+`-r` (folders as inputs, mirrored under -O) in `walk.py`.
 Codec logic lives in vqzip.api. Heavy modules (torch) are imported inside the commands that need them,
 so `vqzip --help` and `vqzip --version` answer at once.
 """

@@ -11,6 +11,7 @@ from ..errors import VqzipError
 from . import options as opt
 from .console import Failure, err, error, fail, out, progress, reporting, summary
 from .files import STDIO, emit, read, refuse_clobber, targets
+from .walk import expand, make_parent, pillow_reads, vqz_file
 
 if TYPE_CHECKING:
     from ..coding.container import Metadata
@@ -35,6 +36,7 @@ def encode(
                                                help="Target PSNR in dB: per image, the smallest quality that reaches "
                                                     "it.")] = None,
     metadata: opt.Metadata = "all",
+    recursive: opt.Recursive = False,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
@@ -49,7 +51,8 @@ def encode(
     targeted = bool(goals) and goals[0] != "-Q"
     if targeted and min(v for v in (size, bpp, psnr) if v is not None) <= 0:
         fail(f"{goals[0]} must be positive", 2)
-    dests = targets(inputs, output, out_dir, ".vqz")
+    inputs, under, skipped = expand(inputs, recursive, pillow_reads, out_dir)
+    dests = targets(inputs, output, out_dir, ".vqz", under)
     try:
         m = api.load_model(model)
         q = api.resolve_quality(m, quality)
@@ -90,6 +93,8 @@ def encode(
                 chosen = [q] * len(encoded)
             for i, (img, n_in), enc, qi in zip(ok, images, encoded, chosen):
                 try:
+                    if under is not None:
+                        make_parent(dests[i])
                     emit(dests[i], enc.data, force)
                 except Failure as exc:
                     failed += 1
@@ -101,7 +106,7 @@ def encode(
                     err.print(f"{inputs[i]} -> {dests[i]}: {n_in:,} -> {len(enc.data):,} bytes "
                               f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp), quality {qi}")
             bar.advance(task, len(chunk))
-    summary("encoded", done, failed, bytes_in, bytes_out, quiet)
+    summary("encoded", done, failed, bytes_in, bytes_out, quiet, skipped)
     if failed:
         raise typer.Exit(1)
 
@@ -112,6 +117,7 @@ def decode(
                                              "('-' = PNG to stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one the file names).")] = None,
+    recursive: opt.Recursive = False,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
@@ -119,7 +125,8 @@ def decode(
 
     from .. import api
 
-    dests = targets(inputs, output, out_dir, ".png")
+    inputs, under, skipped = expand(inputs, recursive, vqz_file, out_dir)
+    dests = targets(inputs, output, out_dir, ".png", under)
     failed = bytes_in = bytes_out = done = 0
     with reporting(quiet), progress(quiet, len(inputs)) as bar:
         task = bar.add_task("decoding", total=len(inputs))
@@ -137,6 +144,8 @@ def decode(
                     (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt, **kept)
                 except (OSError, ValueError, KeyError) as exc:
                     raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
+                if under is not None:
+                    make_parent(target)
                 emit(target, buf.getvalue(), force)
             except (Failure, VqzipError) as exc:
                 failed += 1
@@ -147,7 +156,7 @@ def decode(
                 if verbose:
                     err.print(f"{name} -> {target}: {img.width}x{img.height} {img.mode}")
             bar.advance(task)
-    summary("decoded", done, failed, bytes_in, bytes_out, quiet)
+    summary("decoded", done, failed, bytes_in, bytes_out, quiet, skipped)
     if failed:
         raise typer.Exit(1)
 

@@ -60,10 +60,11 @@ def progress(quiet: bool, total: int) -> Progress:
                     console=err, disable=quiet or total < 2, transient=True)
 
 
-def summary(verb: str, n: int, failed: int, bytes_in: int, bytes_out: int, quiet: bool) -> None:
-    """The closing line of encode / decode: files done and failed, bytes in and out."""
-    if quiet or n == 0:
+def summary(verb: str, n: int, failed: int, bytes_in: int, bytes_out: int, quiet: bool, skipped: int = 0) -> None:
+    """The closing line of encode / decode: files done, skipped (-r: not for this command) and failed,
+    bytes in and out."""
+    if quiet or (n == 0 and not skipped):
         return
     ratio = f"{bytes_in / bytes_out:.1f}x" if bytes_out else "-"
-    err.print(f"{verb} {n} file{'s' * (n != 1)}" + (f", {failed} failed" if failed else "") +
-              f": {bytes_in:,} bytes in, {bytes_out:,} bytes out ({ratio})")
+    err.print(f"{verb} {n} file{'s' * (n != 1)}" + (f", {skipped} skipped" if skipped else "") +
+              (f", {failed} failed" if failed else "") + f": {bytes_in:,} bytes in, {bytes_out:,} bytes out ({ratio})")

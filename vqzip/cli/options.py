@@ -16,6 +16,10 @@ import typer
 
 Inputs = Annotated[list[str], typer.Argument(help="Input files; '-' reads standard input.", show_default=False)]
 OutDir = Annotated[Path | None, typer.Option("-O", "--out-dir", help="Folder for the outputs of many inputs.")]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive",
+                                         help="Take folders: every file beneath them that this command reads; the "
+                                              "rest is counted as skipped. -O DIR mirrors the tree; without -O each "
+                                              "output goes beside its input.")]
 Force = Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing output files.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print one line per file.")]
