@@ -291,3 +291,43 @@ def test_recursive_mirrors_a_tree(work):
     proc = run("encode", "-r", "photos", "-m", "tiny-rvq", cwd=work)  # the .vqz files are not images: skipped
     assert proc.returncode == 1 and "0 files, 4 skipped, 3 failed" in proc.stderr.decode()
     assert "is a directory" in one_line_error(run("encode", "photos", "-m", "tiny-rvq", cwd=work))
+
+
+def test_verify_checks_without_writing(work):
+    run("encode", "img.png", "-m", "tiny-rvq", cwd=work)
+    good = (work / "img.vqz").read_bytes()
+    (work / "bad.vqz").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    before = sorted(p.name for p in work.iterdir())
+    proc = run("verify", "img.vqz", "-v", cwd=work)
+    assert proc.returncode == 0 and "img.vqz: ok (30x20 RGB)" in proc.stderr.decode() and not proc.stdout
+    assert "verified 1 file: all ok" in proc.stderr.decode()
+    proc = run("verify", "img.vqz", "bad.vqz", cwd=work)
+    assert proc.returncode == 1 and "bad.vqz: checksum mismatch" in proc.stderr.decode()
+    assert "verified 1 file, 1 failed" in proc.stderr.decode()
+    (work / "tree").mkdir()
+    (work / "tree" / "img.vqz").write_bytes(good)
+    (work / "tree" / "img.png").write_bytes((work / "img.png").read_bytes())
+    proc = run("verify", "-r", "tree", cwd=work)
+    assert proc.returncode == 0 and "verified 1 file, 1 skipped: all ok" in proc.stderr.decode()
+    assert sorted(p.name for p in work.iterdir()) == before + ["tree"]
+
+
+def test_info_and_models_as_json(work):
+    import json
+
+    run("encode", "img.png", "-m", "tiny-rvq", "-Q", "2", cwd=work)
+    proc = run("info", "img.vqz", "--json", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    [rec] = json.loads(proc.stdout)
+    assert {k: rec[k] for k in ("file", "model", "width", "height", "mode", "quality", "version", "checksum")} == \
+        {"file": "img.vqz", "model": "tiny-rvq", "width": 30, "height": 20, "mode": "RGB", "quality": 2, "version": 1,
+         "checksum": "ok"}
+    assert rec["bytes"] == (work / "img.vqz").stat().st_size == rec["payload_bytes"] + rec["overhead_bytes"]
+    [rec] = json.loads(run("info", "img.vqz", "--json", cwd=work, VQZIP_MODELS=str(work / "nowhere")).stdout)
+    header, _ = container.parse_header((work / "img.vqz").read_bytes())
+    assert rec["model"] is None and rec["checksum"] is None and rec["model_id"] == f"{header.model_id:04x}"
+    models = {m["name"]: m for m in json.loads(run("models", "--json", cwd=work).stdout)}
+    assert {"tiny-rvq", "tiny-ctx", "cifar10-rvq"} <= set(models)
+    shipped = models["cifar10-rvq"]
+    assert shipped["qualities"] == 10 and shipped["context_prior"] and len(shipped["per_quality"]) == 10
+    assert shipped["per_quality"][0]["static_bytes"] > shipped["per_quality"][0]["bytes"]

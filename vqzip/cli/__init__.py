@@ -1,8 +1,8 @@
 """The `vqzip` command: one typer app, its commands grouped by what they work on.
 
-    codec.py    encode, decode, info, models   files in, files out
-    bench.py    bench, demo                    vqzip against other codecs
-    train.py    train, train-prior             making models
+    codec.py    encode, decode, info, models, verify   files in, files out
+    bench.py    bench, demo                            vqzip against other codecs
+    train.py    train, train-prior                     making models
 
 Options that several commands take are declared once in `options.py`; what the commands print (one-line
 errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`, and
@@ -44,6 +44,7 @@ app.command()(codec.encode)
 app.command()(codec.decode)
 app.command()(codec.info)
 app.command()(codec.models)
+app.command()(codec.verify)
 app.command()(bench.bench)
 app.command()(bench.demo)
 app.command()(train.train)

@@ -1,6 +1,7 @@
 """What the commands print: the two consoles, one-line errors, library warnings, progress and summaries."""
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,3 +69,11 @@ def summary(verb: str, n: int, failed: int, bytes_in: int, bytes_out: int, quiet
     ratio = f"{bytes_in / bytes_out:.1f}x" if bytes_out else "-"
     err.print(f"{verb} {n} file{'s' * (n != 1)}" + (f", {skipped} skipped" if skipped else "") +
               (f", {failed} failed" if failed else "") + f": {bytes_in:,} bytes in, {bytes_out:,} bytes out ({ratio})")
+
+
+def print_json(value: object) -> None:
+    """Machine-readable output (--json): plain JSON on stdout, no markup, no wrapping."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    sys.stdout.flush()

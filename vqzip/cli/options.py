@@ -23,6 +23,7 @@ Recursive = Annotated[bool, typer.Option("-r", "--recursive",
 Force = Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing output files.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print one line per file.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (a list, one object per item) instead of text.")]
 Metadata = Annotated[Literal["all", "icc", "exif", "none"],
                      typer.Option("--metadata", help="What to keep of each image's metadata (its ICC colour profile, its "
                                                      "EXIF): written back on decode. The EXIF orientation is applied "
