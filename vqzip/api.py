@@ -11,6 +11,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ TILE = 128  # latent positions per tile side: bounds memory for any image size
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
 __all__ = ["Encoded", "METADATA", "Targeted", "available_models", "compress", "compress_images", "compress_to_target",
-           "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_tokens", "load_model",
-           "resolve_quality", "token_images"]
+           "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_rgb", "image_tokens",
+           "load_model", "resolve_quality", "token_images", "token_info"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,21 @@ def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int) ->
     t = torch.from_numpy(tokens)
     fn = lambda z: to_uint8(m.codec.decode_tokens(z)).permute(0, 3, 1, 2)  # noqa: E731
     return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
+
+
+def token_info(m: LoadedModel, quality: int) -> dict[str, Any]:
+    """What a token grid of this model and quality is, for token files (`vqzip tokens`): the stride
+    (pixels per grid position), the levels (channels) per position, and each level's alphabet size
+    (`vocab_sizes`; None where the quantizer has no fixed alphabet)."""
+    levels = m.codec.levels_for(quality)
+    vocab = getattr(getattr(m.codec, "quantizer", None), "vocab_sizes", None)
+    return {"stride": m.codec.stride, "levels": levels, "vocab_sizes": list(vocab[:levels]) if vocab is not None else None}
+
+
+def image_rgb(img: Image.Image) -> np.ndarray:
+    """The RGB uint8 pixels (H, W, 3) the codec sees of any Pillow image: EXIF orientation applied,
+    colour mode converted (with a VqzipWarning where that loses something), alpha dropped."""
+    return _prepare(img, "none").rgb
 
 
 PRIORS = ("auto", "context", "static")

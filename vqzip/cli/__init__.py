@@ -1,6 +1,7 @@
 """The `vqzip` command: one typer app, its commands grouped by what they work on.
 
     codec.py    encode, decode, info, models, verify   files in, files out
+    tokens.py   tokens, detokenize                     token grids for ML work (sharded under torchrun)
     bench.py    bench, demo                            vqzip against other codecs
     train.py    train, train-prior                     making models
 
@@ -18,7 +19,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bench, codec, train
+from . import bench, codec, tokens, train
 from .console import err, out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -45,6 +46,8 @@ app.command()(codec.decode)
 app.command()(codec.info)
 app.command()(codec.models)
 app.command()(codec.verify)
+app.command()(tokens.tokens)
+app.command()(tokens.detokenize)
 app.command()(bench.bench)
 app.command()(bench.demo)
 app.command()(train.train)

@@ -22,9 +22,8 @@ def encode(
     output: Annotated[str | None, opt.output("Output file for a single input ('-' = stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Model name or path (default: the shipped default).")] = None,
-    quality: Annotated[int | None, typer.Option("--quality", "-Q",
-                                                help="Quality level, 1 = smallest file (default: the model's middle).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)] = 64,
+    quality: Annotated[int | None, opt.quality("Quality level, 1 = smallest file (default: the model's middle).")] = None,
+    batch: opt.Batch = 64,
     prior: Annotated[str, typer.Option("--prior", help="auto (the model's context prior if it has one), context, "
                                                        "or static (format version 1).")] = "auto",
     size: Annotated[int | None, typer.Option("--size", min=1, help="Target file size in bytes: per image, the "
@@ -83,7 +82,7 @@ def encode(
                 except (VqzipError, OSError, Image.DecompressionBombError, ValueError) as exc:
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
-            pictures = [img for img, _ in images]
+            pictures: list[Image.Image] = [img for img, _ in images]
             if targeted:
                 results = api.compress_to_target(pictures, m, size=size, bpp=bpp, psnr=psnr, batch=batch, prior=prior,
                                                  metadata=metadata, names=[inputs[i] for i in ok])

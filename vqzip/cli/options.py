@@ -30,6 +30,14 @@ Metadata = Annotated[Literal["all", "icc", "exif", "none"],
                                                      "to the pixels whatever this says.")]
 
 
+Batch = Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)]
+
+
+def quality(help: str) -> Any:
+    """-Q / --quality: a quality level of the model."""
+    return typer.Option("--quality", "-Q", help=help)
+
+
 def output(help: str) -> Any:
     """-o / --output: one output file."""
     return typer.Option("-o", "--output", help=help)
