@@ -331,3 +331,28 @@ def test_info_and_models_as_json(work):
     shipped = models["cifar10-rvq"]
     assert shipped["qualities"] == 10 and shipped["context_prior"] and len(shipped["per_quality"]) == 10
     assert shipped["per_quality"][0]["static_bytes"] > shipped["per_quality"][0]["bytes"]
+
+
+def _in_process(code: str, **env) -> str:
+    """Run `code` in a fresh interpreter (the CLI via typer's runner) and return what it prints."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", "from typer.testing import CliRunner; from vqzip.cli import app; " + code],
+                          capture_output=True, text=True, timeout=300, env={**environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_threads_option_reaches_torch_and_blas():
+    sample = Path(__file__).resolve().parent / "data" / "sample-v1.vqz"
+    show = "import os, torch; print(r.exit_code, torch.get_num_threads(), os.environ['OPENBLAS_NUM_THREADS'])"
+    assert _in_process(f"r = CliRunner().invoke(app, ['verify', '-j', '3', {str(sample)!r}]); {show}") == "0 3 3"
+    cores = len(os.sched_getaffinity(0))
+    assert _in_process(f"r = CliRunner().invoke(app, ['verify', {str(sample)!r}]); {show}") == f"0 {cores} {cores}"
+    assert _in_process(f"r = CliRunner().invoke(app, ['verify', {str(sample)!r}]); {show}", OMP_NUM_THREADS="1") == "0 1 1"
+
+
+def test_command_help_loads_no_torch():
+    for command in ("encode", "decode", "verify", "info", "models", "tokens", "detokenize"):
+        out = _in_process(f"r = CliRunner().invoke(app, [{command!r}, '--help']); import sys; "
+                          "print(r.exit_code, 'torch' in sys.modules, 'numpy' in sys.modules)")
+        assert out == "0 False False", command

@@ -35,7 +35,7 @@ def encode(
                                                help="Target PSNR in dB: per image, the smallest quality that reaches "
                                                     "it.")] = None,
     metadata: opt.Metadata = "all",
-    recursive: opt.Recursive = False,
+    recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
@@ -116,7 +116,7 @@ def decode(
                                              "('-' = PNG to stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one the file names).")] = None,
-    recursive: opt.Recursive = False,
+    recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
@@ -265,7 +265,8 @@ def models(as_json: opt.Json = False) -> None:
 def verify(
     inputs: opt.Inputs,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one each file names).")] = None,
-    recursive: opt.Recursive = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
+    recursive: opt.Recursive = False, threads: opt.Threads = None, quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Check that .vqz files decode (header, checksum, payload, pixels), writing nothing (like zstd -t)."""
     from .. import api

@@ -7,6 +7,7 @@ below gives the same flags with that command's help.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,40 @@ Metadata = Annotated[Literal["all", "icc", "exif", "none"],
 
 
 Batch = Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)]
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # OpenMP, and numpy's BLAS
+
+
+def all_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def apply_threads(n: int | None) -> int:
+    """Use `n` threads (None: $OMP_NUM_THREADS where set, as torchrun sets it, else all cores): the
+    OpenMP / BLAS variables, which numpy's BLAS reads when it is first imported (the commands import it
+    after this runs), and torch.set_num_threads. Returns the number."""
+    if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        n = int(env) if env.isdigit() and int(env) > 0 else all_cores()
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+    return n
+
+
+def _threads(value: int | None) -> int | None:
+    apply_threads(value)
+    return value
+
+
+Threads = Annotated[int | None, typer.Option("-j", "--threads", min=1, callback=_threads, show_default=False,
+                                             help="Threads for torch and numpy (default: $OMP_NUM_THREADS if set, "
+                                                  "else all cores).")]
 
 
 def quality(help: str) -> Any:

@@ -45,7 +45,7 @@ def tokens(
     data: Annotated[Path | None, opt.data("Folder holding CIFAR-10 (default: $VQZIP_DATA, the cache, or "
                                           "download).")] = None,
     limit: Annotated[int | None, opt.limit("The first N images only.")] = None,
-    batch: opt.Batch = 64,
+    batch: opt.Batch = 64, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False,
 ) -> None:
     """Write the token grids of images, folders or a data set to one .safetensors or .npy file, with the
@@ -198,7 +198,7 @@ def detokenize(
     source: Annotated[str, typer.Argument(help="A token file written by 'vqzip tokens' (.safetensors or .npy).",
                                           show_default=False)],
     out_dir: opt.OutDir = None,
-    batch: opt.Batch = 64,
+    batch: opt.Batch = 64, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False,
 ) -> None:
     """Turn a token file back into images: one PNG per image under -O DIR, named after its input."""

@@ -41,6 +41,7 @@ def train(
     data: opt.TrainData = None,
     limit: opt.TrainLimit = None,
     device: opt.Device = "auto",
+    threads: opt.Threads = None,
     resume: Annotated[bool, opt.resume("Continue from OUT.ckpt.")] = False,
     init: Annotated[str | None, typer.Option("--init", help="Start from this model's weights (name or path; same "
                                                             "architecture) to train it further.")] = None,
@@ -145,6 +146,7 @@ def train_prior(
     data: opt.TrainData = None,
     limit: opt.TrainLimit = None,
     device: opt.Device = "auto",
+    threads: opt.Threads = None,
     resume: Annotated[bool, opt.resume("Continue from NAME.prior.ckpt.")] = False,
     seed: opt.Seed = 0,
     crop: opt.Crop = 256,
