@@ -156,3 +156,130 @@ def test_measure_priors_matches_real_files(ctx_model):
     for row, static, context in zip(rows, measure(ctx_model, imgs, prior="static"), measure(ctx_model, imgs, prior="context")):
         assert row["static_bytes"] == static["bytes"] and row["context_bytes"] == context["bytes"]
         assert row["psnr"] == pytest.approx(static["psnr"]) and row["psnr"] == pytest.approx(context["psnr"])
+
+
+def _with_metadata(arr: np.ndarray, orientation: int = 1, icc: bytes = b"profile" * 40) -> Image.Image:
+    """An image as Pillow opens it from a PNG carrying an ICC profile and EXIF (a camera make, an orientation)."""
+    exif = Image.Exif()
+    exif[0x010F] = "vqzip test camera"
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", exif=exif, icc_profile=icc)
+    img = Image.open(io.BytesIO(buf.getvalue()))
+    img.load()
+    return img
+
+
+def test_icc_and_exif_are_kept_and_given_back(model):
+    img = _with_metadata(rgb(12, 10))
+    data = api.compress(img, model, 1)
+    assert data[2] & container.METADATA_BIT
+    back = api.decompress(data)
+    assert back.info["icc_profile"] == img.info["icc_profile"]
+    assert back.getexif()[0x010F] == "vqzip test camera"
+    icc_only = api.decompress(api.compress(img, model, 1, metadata="icc"))
+    assert "icc_profile" in icc_only.info and "exif" not in icc_only.info
+    exif_only = api.decompress(api.compress(img, model, 1, metadata="exif"))
+    assert "icc_profile" not in exif_only.info and "exif" in exif_only.info
+    with pytest.raises(VqzipError, match="metadata must be"):
+        api.compress(img, model, 1, metadata="some")
+
+
+def test_no_metadata_no_cost(model):
+    """Without metadata (none there, or --metadata none) a file is byte for byte what it was before
+    metadata existed: 12 bytes of overhead at 32x32."""
+    plain = api.compress(rgb(32, 32), model, 1)
+    stripped = api.compress(_with_metadata(rgb(32, 32)), model, 1, metadata="none")
+    assert plain == stripped and plain[2] == 1
+    f = container.parse(plain, model.digest)
+    assert f.overhead == 12 and not f.metadata
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied_to_the_pixels(model, orientation):
+    """The decoded image looks the way the original displayed: same tokens as the transposed image, and
+    its EXIF says orientation 1 (so viewers do not turn it again), other tags kept."""
+    from PIL import ImageOps
+
+    img = _with_metadata(rgb(6, 14), orientation)
+    shown = ImageOps.exif_transpose(img)
+    data = api.compress(img, model, 2)
+    back = api.decompress(data)
+    assert back.size == shown.size == ((6, 14) if orientation in (6, 8) else (14, 6))
+    assert np.array_equal(api.file_tokens(data), api.file_tokens(api.compress(np.asarray(shown), model, 2)))
+    assert back.getexif()[0x0112] == 1 and back.getexif()[0x010F] == "vqzip test camera"
+    assert api.decompress(api.compress(img, model, 2, metadata="none")).size == shown.size  # orientation applied anyway
+
+
+def test_a_converted_colour_space_drops_its_profile(model):
+    cmyk = Image.fromarray(rgb(8, 8)).convert("CMYK")
+    cmyk.info["icc_profile"] = b"a CMYK profile"
+    with pytest.warns(VqzipWarning, match="ICC profile dropped"):
+        data = api.compress(cmyk, model, 1)
+    assert "icc_profile" not in api.decompress(data).info
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parent / "data"
+
+
+def _samples() -> list[Image.Image]:
+    """Real photos the shipped model codes well (its PSNR rises with quality, as targets assume)."""
+    big = Image.open(DATA / "sample64.png")
+    return [Image.open(DATA / "sample32.png"), big, big.crop((0, 0, 40, 24)), big.crop((10, 20, 50, 44))]
+
+
+def test_size_and_bpp_targets_pick_the_largest_quality_that_fits(model):
+    imgs = [Image.fromarray(rgb(20, 30, s)) for s in range(3)] + [Image.open(io.BytesIO(_smooth_png()))]
+    sizes = [[len(api.compress(img, model, q)) for q in (1, 2, 3)] for img in imgs]
+    for budget_of in (lambda s: s[1], lambda s: s[1] - 1, lambda s: s[2] + 100, lambda s: s[0]):
+        for img, s in zip(imgs, sizes):
+            [t] = api.compress_to_target([img], model, size=budget_of(s))
+            expect = max(q for q in (1, 2, 3) if s[q - 1] <= budget_of(s))
+            assert (t.quality, t.met, len(t.data)) == (expect, True, s[expect - 1])
+    [t] = api.compress_to_target([imgs[0]], model, bpp=8 * sizes[0][1] / 600)
+    assert t.quality == 2 and t.data == api.compress(imgs[0], model, 2)
+
+
+def test_an_unreachable_size_warns_and_gives_the_smallest_file(model):
+    with pytest.warns(VqzipWarning, match=r"photo\.png: 10 bytes is out of reach .* quality, 1, makes 32 bytes"):
+        [t] = api.compress_to_target([Image.fromarray(rgb(20, 30))], model, size=10, names=["photo.png"])
+    assert (t.quality, t.met) == (1, False) and len(t.data) == 32
+
+
+def test_psnr_target_picks_the_smallest_quality_that_reaches_it():
+    m = api.load_model("cifar10-rvq")
+    imgs = _samples()
+    rgbs = [np.asarray(img.convert("RGB")) for img in imgs]
+    scores = [[api._psnr(r, api.decode_batch([api.compress(img, m, q)], m)[0]) for q in range(1, 11)]
+              for img, r in zip(imgs, rgbs)]
+    assert all(s == sorted(s) for s in scores)  # monotone, as the search assumes
+    for target in (20.0, 26.0, 30.5):
+        got = api.compress_to_target(imgs, m, psnr=target)
+        for t, s, r in zip(got, scores, rgbs):
+            assert t.met and t.quality == 1 + next(q for q, db in enumerate(s) if db >= target)
+            assert t.psnr == pytest.approx(api._psnr(r, api.decode_batch([t.data], m)[0]))  # what the file decodes to
+    reached = r"60 dB is out of reach for model cifar10-rvq; its highest quality, 10, reaches 3\d\.\d\d dB"
+    with pytest.warns(VqzipWarning, match=reached):
+        [t] = api.compress_to_target(imgs[:1], m, psnr=60)
+    assert (t.quality, t.met) == (10, False)
+
+
+def test_targets_are_searched_in_batches(model, monkeypatch):
+    """Images trying the same quality share a network pass: 8 images of one size, 3 qualities, take at
+    most 3 encoder passes (2 rounds of bisection), not 16."""
+    calls = []
+    real = api.image_tokens
+    monkeypatch.setattr(api, "image_tokens", lambda *a: calls.append(1) or real(*a))
+    imgs = [Image.fromarray(rgb(16, 16, s)) for s in range(8)]
+    got = api.compress_to_target(imgs, model, size=10_000)
+    assert [t.quality for t in got] == [3] * 8 and len(calls) == 2
+    calls.clear()
+    got = api.compress_to_target(imgs, model, size=len(api.compress(imgs[0], model, 2)))
+    assert len(calls) <= 3
+
+
+def test_target_errors(model):
+    with pytest.raises(VqzipError, match="exactly one"):
+        api.compress_to_target([Image.fromarray(rgb(4, 4))], model, size=10, psnr=30)
+    with pytest.raises(VqzipError, match="positive"):
+        api.compress_to_target([Image.fromarray(rgb(4, 4))], model, bpp=0)

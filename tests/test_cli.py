@@ -211,3 +211,148 @@ def test_bench_reprints_an_earlier_runs_tables(tmp_path):
     (tmp_path / "other.json").write_text('{"points": []}')
     assert "not the results.json of a vqzip bench run" in one_line_error(run("bench", tmp_path / "other.json", cwd=tmp_path))
     one_line_error(run("bench", tmp_path / "missing.json", cwd=tmp_path))
+
+
+def _camera_jpeg(path, orientation=6, size=(24, 16)):
+    """A JPEG as a camera writes one: an ICC profile, EXIF with a make and an orientation."""
+    exif = Image.Exif()
+    exif[0x010F] = "vqzip test camera"
+    exif[0x0112] = orientation
+    arr = (np.random.default_rng(1).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path, "JPEG", exif=exif.tobytes(), icc_profile=b"an ICC profile" * 20)
+
+
+def test_metadata_is_kept_and_orientation_honoured(work):
+    _camera_jpeg(work / "cam.jpg")
+    assert run("encode", "cam.jpg", "-m", "tiny-rvq", cwd=work).returncode == 0
+    assert (work / "cam.vqz").read_bytes()[2] & 0x80
+    assert "ICC profile 280 bytes, EXIF" in run("info", "cam.vqz", cwd=work).stdout.decode()
+    for name in ("back.png", "back.jpg", "back.webp"):
+        assert run("decode", "cam.vqz", "-o", name, cwd=work).returncode == 0
+        back = Image.open(work / name)
+        assert back.size == (16, 24)  # turned the way the original displayed
+        assert back.info["icc_profile"] == b"an ICC profile" * 20, name
+        assert back.getexif()[0x0112] == 1 and back.getexif()[0x010F] == "vqzip test camera", name
+    assert run("encode", "cam.jpg", "-m", "tiny-rvq", "--metadata", "icc", "-o", "icc.vqz", cwd=work).returncode == 0
+    assert run("decode", "icc.vqz", cwd=work).returncode == 0
+    icc = Image.open(work / "icc.png")
+    assert "icc_profile" in icc.info and not icc.getexif() and icc.size == (16, 24)
+    assert run("encode", "cam.jpg", "-m", "tiny-rvq", "--metadata", "none", "-o", "none.vqz", cwd=work).returncode == 0
+    assert (work / "none.vqz").read_bytes()[2] == 1
+    assert "metadata   none" in run("info", "none.vqz", cwd=work).stdout.decode()
+    assert run("encode", "cam.jpg", "--metadata", "some", "-o", "x.vqz", cwd=work).returncode == 2
+
+
+def test_rate_and_quality_targets(work, tiny_env):
+    sizes = {}
+    for q in (1, 2, 3):
+        assert run("encode", "img.png", "-m", "tiny-rvq", "-Q", q, "-o", f"q{q}.vqz", cwd=work).returncode == 0
+        sizes[q] = (work / f"q{q}.vqz").stat().st_size
+    proc = run("encode", "img.png", "-m", "tiny-rvq", "--size", sizes[2], "-o", "s.vqz", "-v", cwd=work)
+    assert proc.returncode == 0 and "quality 2" in proc.stderr.decode()
+    assert (work / "s.vqz").read_bytes() == (work / "q2.vqz").read_bytes()
+    assert run("encode", "img.png", "-m", "tiny-rvq", "--bpp", 8 * sizes[3] / 600, "-o", "b.vqz", cwd=work).returncode == 0
+    assert (work / "b.vqz").read_bytes() == (work / "q3.vqz").read_bytes()
+    proc = run("encode", "img.png", "-m", "tiny-rvq", "--size", 5, "-o", "tiny.vqz", cwd=work)  # out of reach
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 0 and lines[0].startswith("warning: img.png: 5 bytes is out of reach"), lines
+    assert f"makes {sizes[1]} bytes" in lines[0] and (work / "tiny.vqz").stat().st_size == sizes[1]
+    # a PSNR target with the shipped model, whose PSNR rises with quality: sample32.png reaches 25.68 dB at quality 3
+    sample = Path(__file__).resolve().parent / "data" / "sample32.png"
+    proc = run("encode", sample, "--psnr", "25", "-o", "p.vqz", cwd=work)
+    assert proc.returncode == 0 and "quality 3" in run("info", "p.vqz", cwd=work).stdout.decode()
+    proc = run("encode", sample, "--psnr", "45", "-o", "p45.vqz", cwd=work)
+    assert "45 dB is out of reach for model cifar10-rvq; its highest quality, 10, reaches" in proc.stderr.decode()
+    assert "quality 10" in run("info", "p45.vqz", cwd=work).stdout.decode()
+    assert "not --size and -Q" in one_line_error(run("encode", "img.png", "--size", 100, "-Q", 2, cwd=work), 2)
+    assert "must be positive" in one_line_error(run("encode", "img.png", "--psnr", "-3", cwd=work), 2)
+
+
+def test_recursive_mirrors_a_tree(work):
+    tree = work / "photos"
+    (tree / "sub" / "deep").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for rel in ("a.png", "sub/b.png", "sub/deep/c.jpg"):
+        Image.fromarray((rng.random((8, 12, 3)) * 255).astype(np.uint8)).save(tree / rel)
+    (tree / "notes.txt").write_text("not an image")
+    (work / "out").mkdir()
+    proc = run("encode", "-r", "photos", "-O", "out", "-m", "tiny-rvq", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "encoded 3 files, 1 skipped" in proc.stderr.decode()
+    assert sorted(str(p.relative_to(work / "out")) for p in (work / "out").rglob("*.vqz")) == \
+        ["a.vqz", "sub/b.vqz", "sub/deep/c.vqz"]
+    (work / "out" / "sub" / "readme.md").write_text("skipped too")
+    (work / "back").mkdir()
+    proc = run("decode", "--recursive", "out", "-O", "back", cwd=work)
+    assert proc.returncode == 0 and "decoded 3 files, 1 skipped" in proc.stderr.decode()
+    assert Image.open(work / "back" / "sub" / "deep" / "c.png").size == (12, 8)
+    proc = run("encode", "-r", "photos", "-m", "tiny-rvq", "-q", cwd=work)  # no -O: beside each input
+    assert proc.returncode == 0 and (tree / "sub" / "deep" / "c.vqz").is_file() and (tree / "a.vqz").is_file()
+    proc = run("encode", "-r", "photos", "-m", "tiny-rvq", cwd=work)  # the .vqz files are not images: skipped
+    assert proc.returncode == 1 and "0 files, 4 skipped, 3 failed" in proc.stderr.decode()
+    assert "is a directory" in one_line_error(run("encode", "photos", "-m", "tiny-rvq", cwd=work))
+
+
+def test_verify_checks_without_writing(work):
+    run("encode", "img.png", "-m", "tiny-rvq", cwd=work)
+    good = (work / "img.vqz").read_bytes()
+    (work / "bad.vqz").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    before = sorted(p.name for p in work.iterdir())
+    proc = run("verify", "img.vqz", "-v", cwd=work)
+    assert proc.returncode == 0 and "img.vqz: ok (30x20 RGB)" in proc.stderr.decode() and not proc.stdout
+    assert "verified 1 file: all ok" in proc.stderr.decode()
+    proc = run("verify", "img.vqz", "bad.vqz", cwd=work)
+    assert proc.returncode == 1 and "bad.vqz: checksum mismatch" in proc.stderr.decode()
+    assert "verified 1 file, 1 failed" in proc.stderr.decode()
+    (work / "tree").mkdir()
+    (work / "tree" / "img.vqz").write_bytes(good)
+    (work / "tree" / "img.png").write_bytes((work / "img.png").read_bytes())
+    proc = run("verify", "-r", "tree", cwd=work)
+    assert proc.returncode == 0 and "verified 1 file, 1 skipped: all ok" in proc.stderr.decode()
+    assert sorted(p.name for p in work.iterdir()) == before + ["tree"]
+
+
+def test_info_and_models_as_json(work):
+    import json
+
+    run("encode", "img.png", "-m", "tiny-rvq", "-Q", "2", cwd=work)
+    proc = run("info", "img.vqz", "--json", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    [rec] = json.loads(proc.stdout)
+    assert {k: rec[k] for k in ("file", "model", "width", "height", "mode", "quality", "version", "checksum")} == \
+        {"file": "img.vqz", "model": "tiny-rvq", "width": 30, "height": 20, "mode": "RGB", "quality": 2, "version": 1,
+         "checksum": "ok"}
+    assert rec["bytes"] == (work / "img.vqz").stat().st_size == rec["payload_bytes"] + rec["overhead_bytes"]
+    [rec] = json.loads(run("info", "img.vqz", "--json", cwd=work, VQZIP_MODELS=str(work / "nowhere")).stdout)
+    header, _ = container.parse_header((work / "img.vqz").read_bytes())
+    assert rec["model"] is None and rec["checksum"] is None and rec["model_id"] == f"{header.model_id:04x}"
+    models = {m["name"]: m for m in json.loads(run("models", "--json", cwd=work).stdout)}
+    assert {"tiny-rvq", "tiny-ctx", "cifar10-rvq"} <= set(models)
+    shipped = models["cifar10-rvq"]
+    assert shipped["qualities"] == 10 and shipped["context_prior"] and len(shipped["per_quality"]) == 10
+    assert shipped["per_quality"][0]["static_bytes"] > shipped["per_quality"][0]["bytes"]
+
+
+def _in_process(code: str, **env) -> str:
+    """Run `code` in a fresh interpreter (the CLI via typer's runner) and return what it prints."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", "from typer.testing import CliRunner; from vqzip.cli import app; " + code],
+                          capture_output=True, text=True, timeout=300, env={**environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_threads_option_reaches_torch_and_blas():
+    sample = Path(__file__).resolve().parent / "data" / "sample-v1.vqz"
+    show = "import os, torch; print(r.exit_code, torch.get_num_threads(), os.environ['OPENBLAS_NUM_THREADS'])"
+    assert _in_process(f"r = CliRunner().invoke(app, ['verify', '-j', '3', {str(sample)!r}]); {show}") == "0 3 3"
+    cores = len(os.sched_getaffinity(0))
+    assert _in_process(f"r = CliRunner().invoke(app, ['verify', {str(sample)!r}]); {show}") == f"0 {cores} {cores}"
+    assert _in_process(f"r = CliRunner().invoke(app, ['verify', {str(sample)!r}]); {show}", OMP_NUM_THREADS="1") == "0 1 1"
+
+
+def test_command_help_loads_no_torch():
+    for command in ("encode", "decode", "verify", "info", "models", "tokens", "detokenize"):
+        out = _in_process(f"r = CliRunner().invoke(app, [{command!r}, '--help']); import sys; "
+                          "print(r.exit_code, 'torch' in sys.modules, 'numpy' in sys.modules)")
+        assert out == "0 False False", command

@@ -79,3 +79,53 @@ def test_absurd_dimensions_refused_before_allocation():
         header(width=0)
     with pytest.raises(FormatError):
         header(width=container.MAX_SIDE + 1)
+
+
+def test_metadata_section_round_trips_and_sets_the_high_bit():
+    meta = container.Metadata(icc=b"icc" * 50, exif=b"MM\x00*" + bytes(20))
+    section = container.pack_metadata(meta)
+    data = container.build(header(mode="RGBA", has_metadata=True), b"\x07", KEY, b"alpha", section)
+    assert data[2] == 0x80 | container.VERSION
+    f = container.parse(data, KEY)
+    assert f.header.has_metadata and (f.alpha, f.payload) == (b"alpha", b"\x07")
+    assert container.unpack_metadata(f.metadata) == meta
+    assert f.overhead == len(data) - 1
+
+
+def test_no_metadata_costs_nothing():
+    """Without metadata the file is what a reader without metadata support wrote: 12 bytes at 32x32."""
+    assert container.pack_metadata(container.Metadata()) == b""
+    data = container.build(header(), b"\x01\x02\x03", KEY)
+    assert data[2] == container.VERSION and container.parse(data, KEY).overhead == 12
+
+
+@pytest.mark.parametrize("icc,exif", [(b"x", b""), (b"", b"II*\x00"), (b"a" * 1000, b"b" * 1000)])
+def test_metadata_entries(icc, exif):
+    meta = container.Metadata(icc, exif)
+    assert container.unpack_metadata(container.pack_metadata(meta)) == meta
+
+
+def test_an_older_reader_refuses_a_file_with_metadata_cleanly():
+    data = container.build(header(has_metadata=True), b"\x01", KEY, metadata=container.pack_metadata(container.Metadata(b"p")))
+    assert data[2] not in (1, 2)  # what a reader of versions 1 and 2 checks before reading on
+    with pytest.raises(FormatError, match="version 4 is not supported"):
+        container.parse_header(b"VQ\x84" + bytes(10))  # an unknown payload kind, with metadata
+
+
+def test_damaged_metadata_sections_are_refused():
+    import zlib
+
+    for body in (b"\x01\x05ab", b"\x01\x01a\x01\x01b", b"\x01"):  # runs past its end, repeated tag, no length
+        with pytest.raises(FormatError):
+            container.unpack_metadata(zlib.compress(body))
+    with pytest.raises(FormatError, match="corrupt"):
+        container.unpack_metadata(b"not zlib")
+    with pytest.raises(FormatError, match="larger"):
+        container.unpack_metadata(zlib.compress(b"\x01" + container._varint(1 << 25) + bytes(1 << 25)))
+    assert container.unpack_metadata(zlib.compress(b"\x09\x02zz\x01\x01i")) == container.Metadata(icc=b"i")  # unknown tag skipped
+    data = container.build(header(has_metadata=True), b"\x01", KEY, metadata=container.pack_metadata(container.Metadata(b"p")))
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            container.parse(data[:n], KEY)
+    with pytest.raises(ValueError):
+        container.build(header(), b"\x01", KEY, metadata=b"x")

@@ -43,3 +43,17 @@ def test_a_renamed_model_still_decodes_its_files() -> None:
     assert np.array_equal(api.file_tokens(data), np.load(DATA / "photo-rvq-v1-sample64-tokens.npy"))
     original = np.asarray(Image.open(DATA / "sample64.png"))
     assert psnr(original[None], np.asarray(api.decompress(data))[None])[0] > 17  # 19.0 dB when written
+
+
+def test_the_metadata_sample_decodes_with_its_metadata() -> None:
+    """A file with a metadata section (version byte 0x82): the tokens of sample-v2.vqz, and its ICC
+    profile and EXIF given back."""
+    data = (DATA / "sample-v2-metadata.vqz").read_bytes()
+    header, _ = container.parse_header(data)
+    assert data[2] == 0x82 and header.version == 2 and header.has_metadata
+    assert np.array_equal(api.file_tokens(data), np.load(DATA / "sample-tokens.npy"))
+    key = api.load_model("cifar10-rvq").key(2)
+    assert container.parse(data, key).payload == container.parse((DATA / "sample-v2.vqz").read_bytes(), key).payload
+    img = api.decompress(data)
+    assert img.info["icc_profile"] == b"vqzip sample ICC profile " * 8  # as tests/data/make_samples.py wrote them
+    assert img.getexif()[0x010F] == "vqzip sample camera" and img.getexif()[0x0112] == 1

@@ -64,6 +64,8 @@ RULES = [  # (package, what none of its modules may import, why)
      "codec (pixels <-> tokens) knows nothing of files or bytes"),
     ("vqzip.api", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
     ("vqzip.zoo", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
+    ("vqzip.tokenset", ("vqzip.cli", "vqzip.bench", "vqzip.training", "torch"),
+     "token files are read and written without torch, by the library surface"),
     ("vqzip.errors", ("vqzip",), "errors import nothing of vqzip"),
     ("vqzip.training", ("vqzip.cli",), "only the CLI imports the CLI"),
     ("vqzip.bench", ("vqzip.cli",), "only the CLI imports the CLI"),

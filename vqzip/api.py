@@ -4,12 +4,14 @@ Nothing here prints; lossy input conversions are reported with `warnings.warn(..
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +26,9 @@ TILE = 128  # latent positions per tile side: bounds memory for any image size
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
-__all__ = ["Encoded", "available_models", "compress", "compress_images", "decode_batch", "decompress",
-           "decompress_images", "encode_batch", "file_tokens", "image_tokens", "load_model", "resolve_quality", "token_images"]
+__all__ = ["Encoded", "METADATA", "Targeted", "available_models", "compress", "compress_images", "compress_to_target",
+           "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_rgb", "image_tokens",
+           "load_model", "resolve_quality", "token_images", "token_info"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,26 @@ def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, qu
     return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
 
 
+def token_info(m: LoadedModel, quality: int) -> dict[str, Any]:
+    """What a token grid of this model and quality is, for token files (`vqzip tokens`): the stride
+    (pixels per grid position), the levels (channels) per position, and each level's alphabet size
+    (`vocab_sizes`; None where the quantizer has no fixed alphabet)."""
+    if m.is_hyperprior:  # integer latents without a fixed alphabet, on a grid of 16-pixel cells
+        from .coding.gaussian import TOKEN_LIMIT
+
+        return {"stride": m.codec.latent_stride, "levels": m.codec.config.latent, "vocab_sizes": None,
+                "token_range": [1 - TOKEN_LIMIT, TOKEN_LIMIT - 1]}
+    levels = m.codec.levels_for(quality)
+    vocab = getattr(getattr(m.codec, "quantizer", None), "vocab_sizes", None)
+    return {"stride": m.codec.stride, "levels": levels, "vocab_sizes": list(vocab[:levels]) if vocab is not None else None}
+
+
+def image_rgb(img: Image.Image) -> np.ndarray:
+    """The RGB uint8 pixels (H, W, 3) the codec sees of any Pillow image: EXIF orientation applied,
+    colour mode converted (with a VqzipWarning where that loses something), alpha dropped."""
+    return _prepare(img, "none").rgb
+
+
 PRIORS = ("auto", "context", "static")
 
 
@@ -145,28 +168,25 @@ def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
     return m.context if version == 2 else m.prior
 
 
-def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int) -> list[tuple[bytes, float]]:
-    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3)."""
+def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int) -> tuple[list[tuple[bytes, float]], np.ndarray]:
+    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3), and the image tokens coded."""
     if version == container.HYPERPRIOR_VERSION:
-        return m.prior.encode(*photo_tokens(images, m, quality))
-    return _coder(m, version).encode(image_tokens(images, m, quality))
-
-
-def _pack(images: np.ndarray, m: LoadedModel, modes: list[str], quality: int, alphas: list[bytes],
-          version: int) -> list[Encoded]:
-    """Same-size RGB uint8 images (N, H, W, 3) as whole .vqz files."""
-    return containers(_payloads(images, m, quality, version), m, images.shape[2], images.shape[1], modes, quality,
-                      alphas, version)
+        y, z = photo_tokens(images, m, quality)
+        return m.prior.encode(y, z), y
+    tokens = image_tokens(images, m, quality)
+    return _coder(m, version).encode(tokens), tokens
 
 
 def containers(coded: list[tuple[bytes, float]], m: LoadedModel, width: int, height: int, modes: list[str],
-               quality: int, alphas: list[bytes], version: int) -> list[Encoded]:
-    """Whole .vqz files around coded payloads ((payload, ideal bits) per image) of one size."""
+               quality: int, alphas: list[bytes], version: int, metadata: list[bytes] | None = None) -> list[Encoded]:
+    """Whole .vqz files around coded payloads ((payload, ideal bits) per image) of one size; `metadata`:
+    each file's container.pack_metadata section (None: none)."""
     key = m.key(version)
     out = []
-    for (payload, bits), mode, alpha in zip(coded, modes, alphas):
-        header = container.Header(m.model_id, width, height, mode, quality, version)
-        out.append(Encoded(container.build(header, payload, key, alpha), bits))
+    metas = metadata if metadata is not None else [b""] * len(modes)
+    for (payload, bits), mode, alpha, meta in zip(coded, modes, alphas, metas):
+        header = container.Header(m.model_id, width, height, mode, quality, version, bool(meta))
+        out.append(Encoded(container.build(header, payload, key, alpha, meta), bits))
     return out
 
 
@@ -178,11 +198,59 @@ def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, qua
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
     container.check_size(images.shape[2], images.shape[1])
-    return _pack(images, m, ["RGB"] * len(images), q, [b""] * len(images), version)
+    coded, _ = _payloads(images, m, q, version)
+    return containers(coded, m, images.shape[2], images.shape[1], ["RGB"] * len(images), q, [b""] * len(images), version)
 
 
-def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
-    """(RGB array, original colour mode, compressed alpha) of any Pillow image, warning on lossy steps."""
+METADATA = ("all", "icc", "exif", "none")  # what of the original's metadata a file keeps
+ORIENTATION = 0x0112  # the EXIF tag
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    rgb: np.ndarray  # (H, W, 3) uint8: what the network codes, and what PSNR is measured against
+    mode: str  # the colour mode to give back (container.MODES)
+    alpha: bytes = b""  # zlib-compressed alpha plane; b"" = none or fully opaque
+    metadata: bytes = b""  # container.pack_metadata section; b"" = none
+
+
+def _exif_tiff(raw: bytes | None) -> bytes:
+    """EXIF bytes as the container stores them: the TIFF structure, without JPEG's `Exif\\0\\0` prefix."""
+    if not raw or not isinstance(raw, bytes):
+        return b""
+    return raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+
+
+def _orient(img: Image.Image, keep_exif: bool) -> tuple[Image.Image, bytes]:
+    """The image as it displays (its EXIF orientation applied to the pixels) and, if `keep_exif`, its
+    EXIF for the container with the orientation reset to 1 (b"" when it has none)."""
+    from PIL import ImageOps
+
+    raw = _exif_tiff(img.info.get("exif"))
+    try:
+        orientation = img.getexif().get(ORIENTATION, 1)
+    except Exception:  # Pillow raises many kinds on malformed EXIF; the pixels are still good
+        warnings.warn("unreadable EXIF dropped", VqzipWarning, stacklevel=4)
+        return img, b""
+    if orientation in range(2, 9):
+        img = ImageOps.exif_transpose(img)
+        if raw and keep_exif:
+            exif = Image.Exif()
+            exif.load(b"Exif\x00\x00" + raw)
+            exif[ORIENTATION] = 1
+            raw = _exif_tiff(exif.tobytes())
+    return img, raw if keep_exif else b""
+
+
+def _prepare(img: Image.Image, metadata: str = "all") -> _Prepared:
+    """What the coder needs of any Pillow image, warning on lossy steps: the pixels as they display
+    (EXIF orientation applied), RGB; the colour mode to give back; alpha; the metadata to keep
+    (`metadata`: one of METADATA)."""
+    if metadata not in METADATA:
+        raise VqzipError(f"metadata must be one of {', '.join(METADATA)}, not {metadata!r}")
+    img, exif = _orient(img, metadata in ("all", "exif"))
+    icc = img.info.get("icc_profile") if metadata in ("all", "icc") else None
+    icc = icc if isinstance(icc, bytes) else b""
     if img.mode == "P":
         has_alpha = "transparency" in img.info
         warnings.warn(f"palette image converted to {'RGBA' if has_alpha else 'RGB'}", VqzipWarning, stacklevel=3)
@@ -197,44 +265,140 @@ def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
     elif img.mode == "PA":
         img = img.convert("RGBA")
     elif img.mode not in container.MODES:
-        warnings.warn(f"{img.mode} image converted to RGB", VqzipWarning, stacklevel=3)
-        img = img.convert("RGB")
+        warnings.warn(f"{img.mode} image converted to RGB" + (" (its ICC profile dropped)" if icc else ""),
+                      VqzipWarning, stacklevel=3)
+        img, icc = img.convert("RGB"), b""  # the profile describes the old colour space
     mode, alpha = img.mode, b""
     if mode in ("LA", "RGBA"):
         a = np.asarray(img.getchannel("A"))
         alpha = b"" if (a == 255).all() else zlib.compress(a.tobytes(), 9)
-    return np.asarray(img.convert("RGB")), mode, alpha
+    return _Prepared(np.asarray(img.convert("RGB")), mode, alpha, container.pack_metadata(container.Metadata(icc, exif)))
+
+
+def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, version: int,
+            reconstruct: bool = False) -> list[tuple[Encoded, np.ndarray | None]]:
+    """Prepared images of any sizes -> .vqz files (same-size images share network passes), and with
+    `reconstruct` the RGB image each file decodes to (from the same tokens, no range decoding)."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, p in enumerate(prepared):
+        groups[p.rgb.shape[:2]].append(i)
+    out: dict[int, tuple[Encoded, np.ndarray | None]] = {}
+    for (height, width), idx in groups.items():
+        for start in range(0, len(idx), batch):
+            chunk = idx[start: start + batch]
+            part = [prepared[i] for i in chunk]
+            coded, tokens = _payloads(np.stack([p.rgb for p in part]), m, q, version)
+            packed = containers(coded, m, width, height, [p.mode for p in part], q, [p.alpha for p in part], version,
+                                [p.metadata for p in part])
+            images = token_images(tokens, m, height, width, q) if reconstruct else [None] * len(chunk)
+            for i, e, img in zip(chunk, packed, images):
+                out[i] = (e, img)
+    return [out[i] for i in range(len(prepared))]
 
 
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
-                    quality: int | None = None, batch: int = 64, prior: str = "auto") -> list[Encoded]:
-    """Compress Pillow images of any modes and sizes; same-size images share network passes."""
+                    quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all") -> list[Encoded]:
+    """Compress Pillow images of any modes and sizes; same-size images share network passes.
+    `metadata`: what of each image's ICC profile and EXIF to keep (METADATA)."""
     m = _model(model)
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
-    prepared = [_prepare(img) for img in images]
-    for rgb, _, _ in prepared:
-        container.check_size(rgb.shape[1], rgb.shape[0])
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (rgb, _, _) in enumerate(prepared):
-        groups[rgb.shape[:2]].append(i)
-    out: dict[int, Encoded] = {}
-    for idx in groups.values():
-        for start in range(0, len(idx), batch):
-            chunk = idx[start: start + batch]
-            packed = _pack(np.stack([prepared[i][0] for i in chunk]), m, [prepared[i][1] for i in chunk], q,
-                           [prepared[i][2] for i in chunk], version)
-            for i, e in zip(chunk, packed):
-                out[i] = e
-    return [out[i] for i in range(len(images))]
+    prepared = [_prepare(img, metadata) for img in images]
+    for p in prepared:
+        container.check_size(p.rgb.shape[1], p.rgb.shape[0])
+    return [e for e, _ in _encode(prepared, m, q, batch, version)]
+
+
+@dataclass(frozen=True)
+class Targeted:
+    """One image compressed to a target: the quality chosen, its file, and whether the target was met."""
+    quality: int
+    encoded: Encoded
+    met: bool
+    psnr: float | None = None  # dB against the (converted) input, measured for PSNR targets
+
+    @property
+    def data(self) -> bytes:
+        return self.encoded.data
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def compress_to_target(images: list[Image.Image], model: LoadedModel | str | None = None, *, size: int | None = None,
+                       bpp: float | None = None, psnr: float | None = None, batch: int = 64, prior: str = "auto",
+                       metadata: str = "all", names: list[str] | None = None) -> list[Targeted]:
+    """Compress each image at the largest quality whose whole file stays within `size` bytes (or `bpp`
+    bits per pixel), or the smallest quality that reaches `psnr` dB against the (converted) RGB input;
+    give exactly one target.
+
+    Qualities are monotone in rate, so each image bisects 1..m.qualities: about log2(qualities + 1)
+    codings of it, every try one coding (and, for PSNR, one decoder pass over the same tokens), the
+    images that try the same quality sharing network passes. An image that cannot meet its target
+    gets the nearest quality (1 for sizes, the highest for PSNR) and a VqzipWarning naming what that
+    reaches; `names` label the images in warnings (default "image <index>").
+    """
+    given = [t for t in (size, bpp, psnr) if t is not None]
+    if len(given) != 1:
+        raise VqzipError("give exactly one target: size, bpp or psnr")
+    if given[0] <= 0:
+        raise VqzipError(f"the target must be positive, not {given[0]}")
+    m = _model(model)
+    version = format_version(m, prior)
+    prepared = [_prepare(img, metadata) for img in images]
+    for p in prepared:
+        container.check_size(p.rgb.shape[1], p.rgb.shape[0])
+    top = m.qualities
+    budget = [size if size is not None else math.floor((bpp or 0) * p.rgb.shape[0] * p.rgb.shape[1] / 8)
+              for p in prepared]  # bytes per file, for size and bpp targets
+    # Bisection on (lo, hi): for sizes, lo fits and hi does not; for PSNR, hi meets and lo does not. 0 and
+    # top + 1 stand for the qualities beyond the ends, never coded.
+    lo, hi = [0] * len(prepared), [top + 1] * len(prepared)
+    tried: list[dict[int, tuple[Encoded, float | None]]] = [{} for _ in prepared]
+    while True:
+        todo: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(prepared)):
+            if hi[i] - lo[i] > 1:
+                todo[(lo[i] + hi[i]) // 2].append(i)
+        if not todo:
+            break
+        for q, idx in sorted(todo.items()):
+            for i, (enc, rec) in zip(idx, _encode([prepared[j] for j in idx], m, q, batch, version, psnr is not None)):
+                db = _psnr(prepared[i].rgb, rec) if rec is not None else None
+                tried[i][q] = (enc, db)
+                if psnr is None:
+                    lo[i], hi[i] = (q, hi[i]) if len(enc.data) <= budget[i] else (lo[i], q)
+                else:
+                    lo[i], hi[i] = (lo[i], q) if db is not None and db >= psnr else (q, hi[i])
+    out = []
+    for i, p in enumerate(prepared):
+        met = lo[i] >= 1 if psnr is None else hi[i] <= top
+        q = (lo[i] if met else 1) if psnr is None else (hi[i] if met else top)
+        enc, db = tried[i][q]
+        if not met:
+            name = names[i] if names is not None else f"image {i}"
+            pixels = p.rgb.shape[0] * p.rgb.shape[1]
+            if psnr is not None:
+                reached = f"{psnr:g} dB is out of reach for model {m.name}; its highest quality, {q}, reaches {db:.2f} dB"
+            elif bpp is not None:
+                reached = (f"{bpp:g} bpp is out of reach for model {m.name}; its lowest quality, {q}, makes "
+                           f"{8 * len(enc.data) / pixels:.3f} bpp ({len(enc.data):,} bytes)")
+            else:
+                reached = (f"{size:,} bytes is out of reach for model {m.name}; its lowest quality, {q}, makes "
+                           f"{len(enc.data):,} bytes")
+            warnings.warn(f"{name}: {reached}", VqzipWarning, stacklevel=2)
+        out.append(Targeted(q, enc, met, db))
+    return out
 
 
 def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
-             prior: str = "auto") -> bytes:
+             prior: str = "auto", metadata: str = "all") -> bytes:
     """One image (Pillow, or uint8 array H x W [x 1|3|4]) -> .vqz bytes."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image)
-    return compress_images([image], model, quality, prior=prior)[0].data
+    return compress_images([image], model, quality, prior=prior, metadata=metadata)[0].data
 
 
 def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFile, LoadedModel]:
@@ -304,7 +468,8 @@ def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> 
 
 
 def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None) -> list[Image.Image]:
-    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA)."""
+    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA), with the ICC
+    profile and EXIF the file keeps in `img.info["icc_profile"]` and `img.info["exif"]`."""
     files = [_open(d, model) for d in datas]
     images = []
     for (f, _), rgb in zip(files, _decode(files)):
@@ -316,6 +481,11 @@ def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None
         if alpha is not None:
             img = img.convert(mode)
             img.putalpha(Image.fromarray(alpha, "L"))
+        meta = container.unpack_metadata(f.metadata)
+        if meta.icc:
+            img.info["icc_profile"] = meta.icc
+        if meta.exif:
+            img.info["exif"] = b"Exif\x00\x00" + meta.exif  # as Pillow reads it from JPEG, and every writer takes it
         images.append(img)
     return images
 

@@ -5,7 +5,8 @@
 Run once per format version with the shipped default model; the files are committed and must keep
 decoding with every later vqzip. `--photo-v1` writes the file of the first photo model instead, which
 was shipped as photo-rvq and renamed photo-rvq-v1 when a 6-level photo-rvq replaced it: files name
-their model by id, so such a file must still find it.
+their model by id, so such a file must still find it. `--metadata` writes sample-v2-metadata.vqz, the
+32x32 sample with an ICC profile and EXIF (the metadata section, flagged by the version byte's high bit).
 """
 from __future__ import annotations
 
@@ -37,9 +38,31 @@ def photo_v1_sample() -> None:
     np.save(HERE / "photo-rvq-v1-sample64-tokens.npy", api.image_tokens(np.asarray(img)[None], m, 2)[0].astype(np.uint8))
 
 
+METADATA_ICC = b"vqzip sample ICC profile " * 8
+METADATA_MAKE = "vqzip sample camera"
+
+
+def metadata_sample() -> None:
+    """The 32x32 sample at quality 3 with the context prior, carrying an ICC profile and EXIF (a camera
+    make, orientation 1): the same tokens as sample-v2.vqz, plus a metadata section."""
+    import io
+
+    exif = Image.Exif()
+    exif[0x010F] = METADATA_MAKE
+    exif[0x0112] = 1
+    buf = io.BytesIO()
+    sample().save(buf, "PNG", icc_profile=METADATA_ICC, exif=exif)
+    data = api.compress(Image.open(buf), api.load_model("cifar10-rvq"), 3)
+    assert data[2] == 0x82
+    (HERE / "sample-v2-metadata.vqz").write_bytes(data)
+    print(f"sample-v2-metadata.vqz: {len(data)} bytes")
+
+
 def main() -> None:
     if sys.argv[1:] == ["--photo-v1"]:
         return photo_v1_sample()
+    if sys.argv[1:] == ["--metadata"]:
+        return metadata_sample()
     img = sample()
     img.save(HERE / "sample32.png")
     m = api.load_model("cifar10-rvq")

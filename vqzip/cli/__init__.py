@@ -1,11 +1,13 @@
 """The `vqzip` command: one typer app, its commands grouped by what they work on.
 
-    codec.py    encode, decode, info, models   files in, files out
-    bench.py    bench, demo                    vqzip against other codecs
-    train.py    train, train-prior             making models
+    codec.py    encode, decode, info, models, verify   files in, files out
+    tokens.py   tokens, detokenize                     token grids for ML work (sharded under torchrun)
+    bench.py    bench, demo                            vqzip against other codecs
+    train.py    train, train-prior                     making models
 
 Options that several commands take are declared once in `options.py`; what the commands print (one-line
-errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`.
+errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`, and
+`-r` (folders as inputs, mirrored under -O) in `walk.py`.
 Codec logic lives in vqzip.api. Heavy modules (torch) are imported inside the commands that need them,
 so `vqzip --help` and `vqzip --version` answer at once.
 """
@@ -17,7 +19,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bench, codec, train
+from . import bench, codec, tokens, train
 from .console import err, out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,6 +45,9 @@ app.command()(codec.encode)
 app.command()(codec.decode)
 app.command()(codec.info)
 app.command()(codec.models)
+app.command()(codec.verify)
+app.command()(tokens.tokens)
+app.command()(tokens.detokenize)
 app.command()(bench.bench)
 app.command()(bench.demo)
 app.command()(train.train)

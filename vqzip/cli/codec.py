@@ -1,16 +1,20 @@
-"""Commands on files: `encode`, `decode`, `info` and `models`."""
+"""Commands on files: `encode`, `decode`, `info`, `models` and `verify`."""
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import VqzipError
 from . import options as opt
-from .console import Failure, err, error, fail, out, progress, reporting, summary
+from .console import Failure, err, error, fail, out, print_json, progress, reporting, summary
 from .files import STDIO, emit, read, refuse_clobber, targets
+from .walk import expand, make_parent, pillow_reads, vqz_file
+
+if TYPE_CHECKING:
+    from ..coding.container import Metadata
 
 
 def encode(
@@ -18,11 +22,20 @@ def encode(
     output: Annotated[str | None, opt.output("Output file for a single input ('-' = stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Model name or path (default: the shipped default).")] = None,
-    quality: Annotated[int | None, typer.Option("--quality", "-Q",
-                                                help="Quality level, 1 = smallest file (default: the model's middle).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)] = 64,
+    quality: Annotated[int | None, opt.quality("Quality level, 1 = smallest file (default: the model's middle).")] = None,
+    batch: opt.Batch = 64,
     prior: Annotated[str, typer.Option("--prior", help="auto (the model's context prior if it has one), context, "
                                                        "or static (format version 1).")] = "auto",
+    size: Annotated[int | None, typer.Option("--size", min=1, help="Target file size in bytes: per image, the "
+                                                                    "largest quality whose file fits.")] = None,
+    bpp: Annotated[float | None, typer.Option("--bpp",
+                                              help="Target bits per pixel (of the whole file): per image, the largest "
+                                                   "quality within it.")] = None,
+    psnr: Annotated[float | None, typer.Option("--psnr",
+                                               help="Target PSNR in dB: per image, the smallest quality that reaches "
+                                                    "it.")] = None,
+    metadata: opt.Metadata = "all",
+    recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
@@ -31,10 +44,17 @@ def encode(
     from .. import api
     from ..coding.container import check_size
 
-    dests = targets(inputs, output, out_dir, ".vqz")
+    goals = [name for name, value in (("--size", size), ("--bpp", bpp), ("--psnr", psnr), ("-Q", quality)) if value is not None]
+    if len(goals) > 1:
+        fail(f"give one of --size, --bpp, --psnr and -Q, not {' and '.join(goals)}", 2)
+    targeted = bool(goals) and goals[0] != "-Q"
+    if targeted and min(v for v in (size, bpp, psnr) if v is not None) <= 0:
+        fail(f"{goals[0]} must be positive", 2)
+    inputs, under, skipped = expand(inputs, recursive, pillow_reads, out_dir)
+    dests = targets(inputs, output, out_dir, ".vqz", under)
     try:
         m = api.load_model(model)
-        api.resolve_quality(m, quality)
+        q = api.resolve_quality(m, quality)
         api.format_version(m, prior)
     except VqzipError as exc:
         fail(str(exc))
@@ -62,21 +82,30 @@ def encode(
                 except (VqzipError, OSError, Image.DecompressionBombError, ValueError) as exc:
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
-            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch, prior=prior)
-            for i, (img, size), enc in zip(ok, images, encoded):
+            pictures: list[Image.Image] = [img for img, _ in images]
+            if targeted:
+                results = api.compress_to_target(pictures, m, size=size, bpp=bpp, psnr=psnr, batch=batch, prior=prior,
+                                                 metadata=metadata, names=[inputs[i] for i in ok])
+                encoded, chosen = [r.encoded for r in results], [r.quality for r in results]
+            else:
+                encoded = api.compress_images(pictures, m, q, batch=batch, prior=prior, metadata=metadata)
+                chosen = [q] * len(encoded)
+            for i, (img, n_in), enc, qi in zip(ok, images, encoded, chosen):
                 try:
+                    if under is not None:
+                        make_parent(dests[i])
                     emit(dests[i], enc.data, force)
                 except Failure as exc:
                     failed += 1
                     error(exc)
                     continue
                 done += 1
-                bytes_in, bytes_out = bytes_in + size, bytes_out + len(enc.data)
+                bytes_in, bytes_out = bytes_in + n_in, bytes_out + len(enc.data)
                 if verbose:
-                    err.print(f"{inputs[i]} -> {dests[i]}: {size:,} -> {len(enc.data):,} bytes "
-                              f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp)")
+                    err.print(f"{inputs[i]} -> {dests[i]}: {n_in:,} -> {len(enc.data):,} bytes "
+                              f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp), quality {qi}", soft_wrap=True)
             bar.advance(task, len(chunk))
-    summary("encoded", done, failed, bytes_in, bytes_out, quiet)
+    summary("encoded", done, failed, bytes_in, bytes_out, quiet, skipped)
     if failed:
         raise typer.Exit(1)
 
@@ -87,6 +116,7 @@ def decode(
                                              "('-' = PNG to stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one the file names).")] = None,
+    recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
@@ -94,7 +124,8 @@ def decode(
 
     from .. import api
 
-    dests = targets(inputs, output, out_dir, ".png")
+    inputs, under, skipped = expand(inputs, recursive, vqz_file, out_dir)
+    dests = targets(inputs, output, out_dir, ".png", under)
     failed = bytes_in = bytes_out = done = 0
     with reporting(quiet), progress(quiet, len(inputs)) as bar:
         task = bar.add_task("decoding", total=len(inputs))
@@ -107,10 +138,13 @@ def decode(
                 if fmt is None:
                     raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
                 buf = io.BytesIO()
+                kept = {k: img.info[k] for k in ("icc_profile", "exif") if img.info.get(k)}  # the file's metadata
                 try:
-                    (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt)
+                    (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt, **kept)
                 except (OSError, ValueError, KeyError) as exc:
                     raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
+                if under is not None:
+                    make_parent(target)
                 emit(target, buf.getvalue(), force)
             except (Failure, VqzipError) as exc:
                 failed += 1
@@ -121,18 +155,21 @@ def decode(
                 if verbose:
                     err.print(f"{name} -> {target}: {img.width}x{img.height} {img.mode}")
             bar.advance(task)
-    summary("decoded", done, failed, bytes_in, bytes_out, quiet)
+    summary("decoded", done, failed, bytes_in, bytes_out, quiet, skipped)
     if failed:
         raise typer.Exit(1)
 
 
-def info(inputs: opt.Inputs) -> None:
+CODINGS = {1: "static tables", 2: "context prior", 3: "hyperprior"}  # what each .vqz version's payload is coded with
+
+
+def info(inputs: opt.Inputs, as_json: opt.Json = False) -> None:
     """Show what a .vqz file holds: model, size, mode, quality, bytes and bits per pixel."""
     from .. import zoo
     from ..coding import container
     from ..errors import ModelNotFound
 
-    failed = 0
+    failed, records = 0, []
     for name in inputs:
         try:
             data = read(name)
@@ -140,28 +177,52 @@ def info(inputs: opt.Inputs) -> None:
             try:
                 path = zoo.find_by_id(header.model_id)
                 f = container.parse(data, zoo.checksum_key(path, header.version))
-                model, check, payload = path.name[: -len(zoo.SUFFIX)], "ok", len(f.payload)
-                overhead = f.overhead
+                model, payload = path.name[: -len(zoo.SUFFIX)], len(f.payload)
+                overhead, meta = f.overhead, container.unpack_metadata(f.metadata)
             except ModelNotFound:
-                model, check, payload, overhead = "not installed", "not checked (needs the model)", None, None
+                model, payload, overhead, meta = None, None, None, None
         except (Failure, VqzipError) as exc:
             failed += 1
             error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
             continue
-        pixels = header.width * header.height
-        out.print(f"[bold]{name}[/]")
-        out.print(f"  model      {model} (id {header.model_id:04x})")
-        out.print(f"  image      {header.width}x{header.height} {header.mode}, quality {header.quality}")
-        out.print(f"  format     version {header.version} ({'context prior' if header.version == 2 else 'static tables'})")
-        out.print(f"  bytes      {len(data):,} total" +
-                  (f" = {overhead} header/alpha/checksum + {payload:,} payload" if payload is not None else ""))
-        out.print(f"  bits/pixel {8 * len(data) / pixels:.4f}")
-        out.print(f"  checksum   {check}")
+        records.append({
+            "file": name, "model": model, "model_id": f"{header.model_id:04x}", "width": header.width,
+            "height": header.height, "mode": header.mode, "quality": header.quality, "version": header.version,
+            "coding": CODINGS.get(header.version, f"version {header.version}"), "bytes": len(data),
+            "payload_bytes": payload, "overhead_bytes": overhead,
+            "bits_per_pixel": 8 * len(data) / (header.width * header.height), "checksum": "ok" if model else None,
+            "metadata": None if meta is None else {"icc_bytes": len(meta.icc), "exif_bytes": len(meta.exif)},
+            "has_metadata": header.has_metadata,
+        })
+        if not as_json:
+            _print_info(records[-1], meta)
+    if as_json:
+        print_json(records)
     if failed:
         raise typer.Exit(1)
 
 
-def models() -> None:
+def _print_info(r: dict[str, Any], meta: Metadata | None) -> None:
+    payload = f" = {r['overhead_bytes']} header/alpha/metadata/checksum + {r['payload_bytes']:,} payload"
+    out.print(f"[bold]{r['file']}[/]")
+    out.print(f"  model      {r['model'] or 'not installed'} (id {r['model_id']})")
+    out.print(f"  image      {r['width']}x{r['height']} {r['mode']}, quality {r['quality']}")
+    out.print(f"  format     version {r['version']} ({r['coding']})")
+    out.print(f"  bytes      {r['bytes']:,} total" + (payload if r["payload_bytes"] is not None else ""))
+    out.print(f"  bits/pixel {r['bits_per_pixel']:.4f}")
+    out.print(f"  metadata   {_describe(meta, r['has_metadata'])}")
+    out.print(f"  checksum   {r['checksum'] or 'not checked (needs the model)'}")
+
+
+def _describe(meta: Metadata | None, present: bool) -> str:
+    """The metadata line of `info`: what the section holds, or that it is there unread (no model to check it)."""
+    if meta is None:
+        return "present (not read: needs the model)" if present else "none"
+    parts = [f"{what} {len(value):,} bytes" for what, value in (("ICC profile", meta.icc), ("EXIF", meta.exif)) if value]
+    return ", ".join(parts) or "none"
+
+
+def models(as_json: opt.Json = False) -> None:
     """List the installed models with their measured bits and PSNR per quality."""
     from rich.table import Table
 
@@ -170,13 +231,24 @@ def models() -> None:
     names = zoo.available_models()
     if not names:
         fail("no models installed")
+    records = []
     for name in names:
         path = zoo.resolve(name)
         card = zoo.read_card(path)
-        title = f"{name}  (id {zoo.model_id(path):04x}, {card.get('quantizer', '?')}, {card.get('summary', '')})"
-        table = Table(title=title, title_justify="left")
         static = {r["quality"]: r["static_bytes"]
                   for r in card.get("context_prior", {}).get("results", {}).get("per_quality", [])}
+        rows = [{k: row.get(k) for k in ("quality", "levels", "bytes", "bpp", "psnr")} |
+                ({"static_bytes": static[row["quality"]]} if row["quality"] in static else {})
+                for row in card.get("results", {}).get("per_quality", [])]
+        records.append({"name": name, "model_id": f"{zoo.model_id(path):04x}", "path": str(path),
+                        "quantizer": card.get("quantizer"), "summary": card.get("summary"),
+                        "qualities": card.get("qualities", len(rows) or None), "default_quality": card.get("default_quality"),
+                        "vocab_sizes": card.get("vocab_sizes"), "context_prior": zoo.prior_path(path).is_file(),
+                        "dataset": card.get("results", {}).get("dataset"), "per_quality": rows})
+        if as_json:
+            continue
+        title = f"{name}  (id {zoo.model_id(path):04x}, {card.get('quantizer', '?')}, {card.get('summary', '')})"
+        table = Table(title=title, title_justify="left")
         for col in ("quality", "levels", "bytes/image", "bits/pixel", "PSNR dB") + (("static tables",) if static else ()):
             table.add_column(col, justify="right")
         for row in card.get("results", {}).get("per_quality", []):
@@ -186,3 +258,36 @@ def models() -> None:
         out.print(table)
         if card.get("results"):
             out.print(f"  measured on {card['results'].get('dataset', '?')}; default quality {card.get('default_quality', '?')}")
+    if as_json:
+        print_json(records)
+
+
+def verify(
+    inputs: opt.Inputs,
+    model: Annotated[str | None, opt.model("Decode with this model (default: the one each file names).")] = None,
+    recursive: opt.Recursive = False, threads: opt.Threads = None, quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Check that .vqz files decode (header, checksum, payload, pixels), writing nothing (like zstd -t)."""
+    from .. import api
+
+    inputs, _, skipped = expand(inputs, recursive, vqz_file)
+    done = failed = 0
+    with reporting(quiet), progress(quiet, len(inputs)) as bar:
+        task = bar.add_task("verifying", total=len(inputs))
+        for name in inputs:
+            try:
+                img = api.decompress(read(name), model)
+            except (Failure, VqzipError) as exc:
+                failed += 1
+                error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
+            else:
+                done += 1
+                if verbose:
+                    err.print(f"{name}: ok ({img.width}x{img.height} {img.mode})", markup=False)
+            bar.advance(task)
+    if not quiet and (done or failed or skipped):
+        err.print(f"verified {done} file{'s' * (done != 1)}" + (f", {skipped} skipped" if skipped else "") +
+                  (f", {failed} failed" if failed else ": all ok"))
+    if failed:
+        raise typer.Exit(1)

@@ -1,6 +1,7 @@
 """What the commands print: the two consoles, one-line errors, library warnings, progress and summaries."""
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def reporting(quiet: bool) -> Iterator[None]:
-    """Show the library's conversion warnings as yellow one-liners (unless quiet)."""
+    """Show the library's warnings (conversions, unreachable targets) as yellow one-liners, never
+    wrapped (unless quiet)."""
     from ..errors import VqzipWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -47,7 +49,8 @@ def reporting(quiet: bool) -> Iterator[None]:
         yield
     for w in caught:
         if issubclass(w.category, VqzipWarning) and not quiet:
-            err.print(f"[yellow]warning:[/] {w.message}")
+            err.print("[yellow]warning:[/] ", end="")
+            err.print(str(w.message), markup=False, soft_wrap=True)
 
 
 def progress(quiet: bool, total: int) -> Progress:
@@ -58,10 +61,19 @@ def progress(quiet: bool, total: int) -> Progress:
                     console=err, disable=quiet or total < 2, transient=True)
 
 
-def summary(verb: str, n: int, failed: int, bytes_in: int, bytes_out: int, quiet: bool) -> None:
-    """The closing line of encode / decode: files done and failed, bytes in and out."""
-    if quiet or n == 0:
+def summary(verb: str, n: int, failed: int, bytes_in: int, bytes_out: int, quiet: bool, skipped: int = 0) -> None:
+    """The closing line of encode / decode: files done, skipped (-r: not for this command) and failed,
+    bytes in and out."""
+    if quiet or (n == 0 and not skipped):
         return
     ratio = f"{bytes_in / bytes_out:.1f}x" if bytes_out else "-"
-    err.print(f"{verb} {n} file{'s' * (n != 1)}" + (f", {failed} failed" if failed else "") +
-              f": {bytes_in:,} bytes in, {bytes_out:,} bytes out ({ratio})")
+    err.print(f"{verb} {n} file{'s' * (n != 1)}" + (f", {skipped} skipped" if skipped else "") +
+              (f", {failed} failed" if failed else "") + f": {bytes_in:,} bytes in, {bytes_out:,} bytes out ({ratio})")
+
+
+def print_json(value: object) -> None:
+    """Machine-readable output (--json): plain JSON on stdout, no markup, no wrapping."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    sys.stdout.flush()

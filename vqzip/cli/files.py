@@ -57,8 +57,10 @@ def emit(target: Path | str, data: bytes, force: bool) -> None:
         write_atomic(Path(target), data, force)
 
 
-def targets(inputs: list[str], output: str | None, out_dir: Path | None, suffix: str) -> list[Path | str]:
-    """Where each input's result goes: -o for one input, -O DIR for many, else beside the input."""
+def targets(inputs: list[str], output: str | None, out_dir: Path | None, suffix: str,
+            under: list[Path] | None = None) -> list[Path | str]:
+    """Where each input's result goes: -o for one input, -O DIR for many (in the sub-folder `under[i]`
+    of it, mirroring a tree), else beside the input."""
     if output and len(inputs) > 1:
         fail("-o names one output; use -O DIR for several inputs", 2)
     if output and out_dir:
@@ -68,12 +70,13 @@ def targets(inputs: list[str], output: str | None, out_dir: Path | None, suffix:
     if output:
         return [output if output == STDIO else Path(output)]
     result: list[Path | str] = []
-    for name in inputs:
+    for i, name in enumerate(inputs):
         if name == STDIO:
             result.append(STDIO if out_dir is None else out_dir / f"stdin{suffix}")
             continue
         p = Path(name)
-        result.append((out_dir or p.parent) / (p.stem + suffix))
+        folder = p.parent if out_dir is None else out_dir / under[i] if under else out_dir
+        result.append(folder / (p.stem + suffix))
     if len(set(map(str, result))) < len(result):
         fail("two inputs would write the same output file; use -O DIR or rename them", 2)
     return result

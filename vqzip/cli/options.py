@@ -7,8 +7,9 @@ below gives the same flags with that command's help.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -16,9 +17,60 @@ import typer
 
 Inputs = Annotated[list[str], typer.Argument(help="Input files; '-' reads standard input.", show_default=False)]
 OutDir = Annotated[Path | None, typer.Option("-O", "--out-dir", help="Folder for the outputs of many inputs.")]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive",
+                                         help="Take folders: every file beneath them that this command reads; the "
+                                              "rest is counted as skipped. -O DIR mirrors the tree; without -O each "
+                                              "output goes beside its input.")]
 Force = Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing output files.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print one line per file.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (a list, one object per item) instead of text.")]
+Metadata = Annotated[Literal["all", "icc", "exif", "none"],
+                     typer.Option("--metadata", help="What to keep of each image's metadata (its ICC colour profile, its "
+                                                     "EXIF): written back on decode. The EXIF orientation is applied "
+                                                     "to the pixels whatever this says.")]
+
+
+Batch = Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)]
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # OpenMP, and numpy's BLAS
+
+
+def all_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def apply_threads(n: int | None) -> int:
+    """Use `n` threads (None: $OMP_NUM_THREADS where set, as torchrun sets it, else all cores): the
+    OpenMP / BLAS variables, which numpy's BLAS reads when it is first imported (the commands import it
+    after this runs), and torch.set_num_threads. Returns the number."""
+    if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        n = int(env) if env.isdigit() and int(env) > 0 else all_cores()
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+    return n
+
+
+def _threads(value: int | None) -> int | None:
+    apply_threads(value)
+    return value
+
+
+Threads = Annotated[int | None, typer.Option("-j", "--threads", min=1, callback=_threads, show_default=False,
+                                             help="Threads for torch and numpy (default: $OMP_NUM_THREADS if set, "
+                                                  "else all cores).")]
+
+
+def quality(help: str) -> Any:
+    """-Q / --quality: a quality level of the model."""
+    return typer.Option("--quality", "-Q", help=help)
 
 
 def output(help: str) -> Any:

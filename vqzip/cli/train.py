@@ -42,6 +42,7 @@ def train(
     data: opt.TrainData = None,
     limit: opt.TrainLimit = None,
     device: opt.Device = "auto",
+    threads: opt.Threads = None,
     resume: Annotated[bool, opt.resume("Continue from OUT.ckpt.")] = False,
     init: Annotated[str | None, typer.Option("--init", help="Start from this model's weights (name or path; same "
                                                             "architecture) to train it further.")] = None,
@@ -239,6 +240,7 @@ def train_prior(
     data: opt.TrainData = None,
     limit: opt.TrainLimit = None,
     device: opt.Device = "auto",
+    threads: opt.Threads = None,
     resume: Annotated[bool, opt.resume("Continue from NAME.prior.ckpt.")] = False,
     seed: opt.Seed = 0,
     crop: opt.Crop = 256,
@@ -262,6 +264,8 @@ def train_prior(
         m = zoo.load_model(model)
     except VqzipError as exc:
         fail(str(exc))
+    if m.is_hyperprior:
+        fail(f"model {m.name} is a photo codec: its hyperprior is trained with it (vqzip train --arch hyperprior)", 2)
     train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
     if limit:
         train_images = train_images[:limit]

@@ -1,7 +1,9 @@
 """The .vqz byte layout, versions 1 and 2 (docs/format.md): build, parse, validate. Knows nothing of torch.
 
 The two versions share one layout; the version says how the payload was coded: 1 = the model's static
-per-level tables, 2 = the model's context prior.
+per-level tables, 2 = the model's context prior. The version byte's high bit (METADATA_BIT) says that a
+metadata section (ICC profile, EXIF) follows the alpha section; files without one are byte for byte
+what they were before the section existed.
 
 Every length and size is checked before anything is allocated from it, so a hostile header cannot
 make the decoder reserve gigabytes.
@@ -22,6 +24,10 @@ MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
 MAX_QUALITY = 64
 CRC_BYTES = 4
+METADATA_BIT = 0x80  # in the version byte: a metadata section is present
+PAYLOAD_KIND = 0x7F  # the version byte's other bits: how the payload was coded (VERSIONS)
+META_ICC, META_EXIF = 1, 2  # entry tags of the metadata section
+MAX_METADATA = 1 << 24  # bytes of a decompressed metadata section a reader accepts (16 MiB)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class Header:
     mode: str  # one of MODES
     quality: int  # 1..64
     version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior
+    has_metadata: bool = False  # a metadata section (ICC profile, EXIF) follows the alpha section
 
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:
@@ -55,11 +62,56 @@ class VqzFile:
     alpha: bytes  # zlib-compressed alpha plane; b"" = fully opaque (or no alpha)
     payload: bytes  # range-coded tokens, trailing zero bytes removed
     size: int  # total bytes of the file
+    metadata: bytes = b""  # the zlib-compressed metadata section (see pack_metadata); b"" = none
 
     @property
     def overhead(self) -> int:
-        """Everything but the payload: header, alpha section and checksum."""
+        """Everything but the payload: header, alpha and metadata sections and checksum."""
         return self.size - len(self.payload)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What a file keeps of the original besides pixels: an ICC profile and EXIF, raw bytes each
+    (EXIF as the TIFF structure, without the `Exif\\0\\0` prefix JPEG puts before it); b"" = absent."""
+    icc: bytes = b""
+    exif: bytes = b""
+
+    def __bool__(self) -> bool:
+        return bool(self.icc or self.exif)
+
+
+def pack_metadata(meta: Metadata) -> bytes:
+    """The metadata section's body, zlib-compressed: for each present entry in tag order, a tag byte
+    (META_ICC, META_EXIF), a varint length and the bytes. b"" when there is nothing to keep."""
+    if not meta:
+        return b""
+    body = b"".join(bytes([tag]) + _varint(len(value)) + value
+                    for tag, value in ((META_ICC, meta.icc), (META_EXIF, meta.exif)) if value)
+    return zlib.compress(body, 9)
+
+
+def unpack_metadata(section: bytes) -> Metadata:
+    """The inverse of pack_metadata, decompressing at most MAX_METADATA bytes; entries of unknown tags
+    are skipped (a later writer may add some)."""
+    if not section:
+        return Metadata()
+    d = zlib.decompressobj()
+    try:
+        body = d.decompress(section, MAX_METADATA + 1)
+    except zlib.error:
+        raise FormatError("metadata section is corrupt") from None
+    if len(body) > MAX_METADATA or not d.eof:
+        raise FormatError(f"metadata section is larger than {MAX_METADATA} bytes, or truncated")
+    entries: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(body):
+        tag = body[pos]
+        n, pos = _read_varint(body, pos + 1, 4)
+        if pos + n > len(body) or tag in entries:
+            raise FormatError("metadata section is malformed")
+        entries[tag], pos = body[pos: pos + n], pos + n
+    return Metadata(entries.get(META_ICC, b""), entries.get(META_EXIF, b""))
 
 
 def check_size(width: int, height: int) -> None:
@@ -95,16 +147,20 @@ def _crc(body: bytes, key: bytes) -> int:
     return zlib.crc32(body, zlib.crc32(key))
 
 
-def build(header: Header, payload: bytes, key: bytes, alpha: bytes = b"") -> bytes:
+def build(header: Header, payload: bytes, key: bytes, alpha: bytes = b"", metadata: bytes = b"") -> bytes:
     """Serialize a .vqz file. `key` is the checksum key of the model (and prior) that coded it (see
-    _crc and zoo.LoadedModel.key)."""
+    _crc and zoo.LoadedModel.key); `metadata` a pack_metadata section (b"": none, and no byte spent)."""
+    if header.has_metadata != bool(metadata):
+        raise ValueError("header.has_metadata must say whether a metadata section is given")
     flags = MODES.index(header.mode) | (header.quality - 1) << 2
-    parts = [MAGIC, bytes([header.version]), header.model_id.to_bytes(2, "big"),
+    parts = [MAGIC, bytes([header.version | (METADATA_BIT if metadata else 0)]), header.model_id.to_bytes(2, "big"),
              _varint(header.width), _varint(header.height), bytes([flags])]
     if header.has_alpha:
         parts += [_varint(len(alpha)), alpha]
     elif alpha:
         raise ValueError("alpha data given for a mode without alpha")
+    if metadata:
+        parts += [_varint(len(metadata)), metadata]
     body = b"".join(parts) + payload.rstrip(b"\0")
     return body + _crc(body, key).to_bytes(CRC_BYTES, "big")
 
@@ -114,8 +170,9 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     that needs the model (see parse)."""
     if len(data) < len(MAGIC) + 1 or data[:2] != MAGIC:
         raise FormatError("not a .vqz file (bad magic bytes)")
-    if data[2] not in VERSIONS:
-        raise FormatError(f".vqz version {data[2]} is not supported (this vqzip reads versions "
+    version, has_metadata = data[2] & PAYLOAD_KIND, bool(data[2] & METADATA_BIT)
+    if version not in VERSIONS:
+        raise FormatError(f".vqz version {version} is not supported (this vqzip reads versions "
                           f"{', '.join(map(str, VERSIONS))}); upgrade vqzip")
     if len(data) < 6:
         raise FormatError("file is truncated (inside the header)")
@@ -125,7 +182,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     if pos >= len(data):
         raise FormatError("file is truncated (inside the header)")
     flags = data[pos]
-    return Header(model_id, width, height, MODES[flags & 3], (flags >> 2) + 1, data[2]), pos + 1
+    return Header(model_id, width, height, MODES[flags & 3], (flags >> 2) + 1, version, has_metadata), pos + 1
 
 
 def parse(data: bytes, key: bytes) -> VqzFile:
@@ -142,4 +199,10 @@ def parse(data: bytes, key: bytes) -> VqzFile:
         if pos + n > len(body):
             raise FormatError("file is truncated (inside the alpha section)")
         alpha, pos = body[pos: pos + n], pos + n
-    return VqzFile(header, alpha, body[pos:], len(data))
+    metadata = b""
+    if header.has_metadata:
+        n, pos = _read_varint(body, pos, 4)
+        if n == 0 or pos + n > len(body):
+            raise FormatError("file is truncated (inside the metadata section)")
+        metadata, pos = body[pos: pos + n], pos + n
+    return VqzFile(header, alpha, body[pos:], len(data), metadata)
