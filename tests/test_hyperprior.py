@@ -238,3 +238,24 @@ def test_cli_encodes_and_decodes_with_the_photo_model(photo_env: Path, tmp_path:
     assert "tiny-photo" in info.stdout
     subprocess.run([*vqzip, "decode", "a.vqz", "-o", "b.png"], cwd=tmp_path, env=env, check=True)
     assert Image.open(tmp_path / "b.png").size == (96, 80)
+
+
+def test_without_a_model_photos_get_the_photo_codec_and_small_images_the_small_model(
+        photo_env: Path, tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from vqzip import api, zoo
+    from vqzip.coding import container
+
+    monkeypatch.setenv("VQZIP_MODELS", os.pathsep.join([str(photo_env), str(tiny_models)]))
+    monkeypatch.setattr(api, "DEFAULT_PHOTO_MODEL", "tiny-photo")
+    monkeypatch.setattr(api, "DEFAULT_MODEL", "tiny-rvq")
+    side = api.PHOTO_MIN_SIDE
+    photo, thumb = Image.fromarray(_image(side, side + 8)), Image.fromarray(_image(side - 1, 200))
+    assert api.pick_model(side + 8, side) == "tiny-photo" and api.pick_model(200, side - 1) == "tiny-rvq"
+    assert api.pick_model(side + 8, side, prior="static") == "tiny-rvq"  # static tables exist for token models only
+    files = api.compress_images([photo, thumb, photo])
+    ids = [container.parse_header(e.data)[0].model_id for e in files]
+    assert ids == [zoo.load_model("tiny-photo").model_id, zoo.load_model("tiny-rvq").model_id, ids[0]]
+    shapes = [np.asarray(api.decompress(e.data)).shape for e in files]
+    assert shapes == [(side, side + 8, 3), (side - 1, 200, 3), (side, side + 8, 3)]

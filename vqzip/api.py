@@ -20,7 +20,7 @@ from PIL import Image
 from .codec.model import to_uint8, to_unit
 from .coding import container
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
-from .zoo import LoadedModel, available_models, find_by_id, load_model
+from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, LoadedModel, available_models, find_by_id, load_model
 
 TILE = 128  # latent positions per tile side: bounds memory for any image size
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
@@ -28,7 +28,7 @@ MARGIN = 8  # latent positions of context around each tile (beyond the networks'
 
 __all__ = ["Encoded", "METADATA", "Targeted", "available_models", "compress", "compress_images", "compress_to_target",
            "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_rgb", "image_tokens",
-           "load_model", "resolve_quality", "token_images", "token_info"]
+           "load_model", "pick_model", "resolve_quality", "token_images", "token_info"]
 
 
 @dataclass(frozen=True)
@@ -296,10 +296,36 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
     return [out[i] for i in range(len(prepared))]
 
 
+PHOTO_MIN_SIDE = 128  # pixels on the short side from which the photo codec wins (benchmarks/pick_model.py)
+
+
+def pick_model(width: int, height: int, prior: str = "auto") -> str:
+    """The model for an image when none is named: the photo codec (when installed) for images at least
+    PHOTO_MIN_SIDE pixels on their short side, the small-image model below that. A `prior` other than
+    "auto" chooses how tokens are coded, which only the small-image model's files have."""
+    if prior == "auto" and min(width, height) >= PHOTO_MIN_SIDE and DEFAULT_PHOTO_MODEL in available_models():
+        return DEFAULT_PHOTO_MODEL
+    return DEFAULT_MODEL
+
+
+def by_model(images: list[Image.Image], prior: str = "auto") -> dict[str, list[int]]:
+    """The indices of `images` per model pick_model chooses for their sizes."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, img in enumerate(images):
+        groups[pick_model(img.width, img.height, prior)].append(i)
+    return dict(groups)
+
+
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
                     quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all") -> list[Encoded]:
     """Compress Pillow images of any modes and sizes; same-size images share network passes.
-    `metadata`: what of each image's ICC profile and EXIF to keep (METADATA)."""
+    `model` None: pick_model's choice per image. `metadata`: what of each image's ICC profile and EXIF
+    to keep (METADATA)."""
+    if model is None:
+        out: dict[int, Encoded] = {}
+        for name, idx in by_model(images, prior).items():
+            out.update(zip(idx, compress_images([images[i] for i in idx], name, quality, batch, prior, metadata)))
+        return [out[i] for i in range(len(images))]
     m = _model(model)
     q = resolve_quality(m, quality)
     version = format_version(m, prior)

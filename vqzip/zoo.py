@@ -20,7 +20,8 @@ from typing import Any
 
 from .errors import ModelNotFound
 
-DEFAULT_MODEL = "cifar10-rvq"
+DEFAULT_MODEL = "cifar10-rvq"  # small images, and the model load_model(None) gives
+DEFAULT_PHOTO_MODEL = "photo-hp"  # photos (api.pick_model)
 SUFFIX = ".safetensors"
 PRIOR_SUFFIX = ".prior.safetensors"
 

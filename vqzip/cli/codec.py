@@ -21,7 +21,8 @@ def encode(
     inputs: opt.Inputs,
     output: Annotated[str | None, opt.output("Output file for a single input ('-' = stdout).")] = None,
     out_dir: opt.OutDir = None,
-    model: Annotated[str | None, opt.model("Model name or path (default: the shipped default).")] = None,
+    model: Annotated[str | None, opt.model("Model name or path (default: the photo codec for photos, the "
+                                           "small-image model for small images).")] = None,
     quality: Annotated[int | None, opt.quality("Quality level, 1 = smallest file (default: the model's middle).")] = None,
     batch: opt.Batch = 64,
     prior: Annotated[str, typer.Option("--prior", help="auto (the model's context prior if it has one), context, "
@@ -53,9 +54,10 @@ def encode(
     inputs, under, skipped = expand(inputs, recursive, pillow_reads, out_dir)
     dests = targets(inputs, output, out_dir, ".vqz", under)
     try:
-        m = api.load_model(model)
-        q = api.resolve_quality(m, quality)
-        api.format_version(m, prior)
+        if model is not None:  # else each image's own (api.pick_model), checked as it comes
+            m = api.load_model(model)
+            api.resolve_quality(m, quality)
+            api.format_version(m, prior)
     except VqzipError as exc:
         fail(str(exc))
     failed = bytes_in = bytes_out = done = 0
@@ -83,14 +85,28 @@ def encode(
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
             pictures: list[Image.Image] = [img for img, _ in images]
-            if targeted:
-                results = api.compress_to_target(pictures, m, size=size, bpp=bpp, psnr=psnr, batch=batch, prior=prior,
-                                                 metadata=metadata, names=[inputs[i] for i in ok])
-                encoded, chosen = [r.encoded for r in results], [r.quality for r in results]
-            else:
-                encoded = api.compress_images(pictures, m, q, batch=batch, prior=prior, metadata=metadata)
-                chosen = [q] * len(encoded)
-            for i, (img, n_in), enc, qi in zip(ok, images, encoded, chosen):
+            groups = {model: list(range(len(pictures)))} if model is not None else api.by_model(pictures, prior)
+            coded: dict[int, tuple[Any, int]] = {}  # (Encoded, quality) per picture
+            for name, idx in groups.items():
+                part = [pictures[j] for j in idx]
+                try:
+                    gm = api.load_model(name)
+                    if targeted:
+                        results = api.compress_to_target(part, gm, size=size, bpp=bpp, psnr=psnr, batch=batch,
+                                                         prior=prior, metadata=metadata, names=[inputs[ok[j]] for j in idx])
+                        coded.update((j, (r.encoded, r.quality)) for j, r in zip(idx, results))
+                    else:
+                        qg = api.resolve_quality(gm, quality)
+                        encs = api.compress_images(part, gm, qg, batch=batch, prior=prior, metadata=metadata)
+                        coded.update((j, (e, qg)) for j, e in zip(idx, encs))
+                except VqzipError as exc:
+                    failed += len(idx)
+                    for j in idx:
+                        error(f"{inputs[ok[j]]}: {exc}")
+            for j, (i, (img, n_in)) in enumerate(zip(ok, images)):
+                if j not in coded:
+                    continue
+                enc, qi = coded[j]
                 try:
                     if under is not None:
                         make_parent(dests[i])
