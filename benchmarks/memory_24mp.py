@@ -50,18 +50,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=6000)
     ap.add_argument("--height", type=int, default=4000)
+    ap.add_argument("--model", default=None, help="model to encode with (default: vqzip encode's own choice)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/memory_24mp.json"))
     args = ap.parse_args()
+    chosen = ["-m", args.model] if args.model else []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "big.png"
         synthetic_photo(args.width, args.height).save(src, compress_level=1)
-        encode_s, encode_mb = run(["encode", str(src), "-o", str(Path(tmp) / "big.vqz"), "-q"])
+        encode_s, encode_mb = run(["encode", str(src), "-o", str(Path(tmp) / "big.vqz"), "-q", *chosen])
         decode_s, decode_mb = run(["decode", str(Path(tmp) / "big.vqz"), "-o", str(Path(tmp) / "back.png"), "-q"])
         size = (Path(tmp) / "big.vqz").stat().st_size
-    result = {"width": args.width, "height": args.height, "bytes": size, "bpp": 8 * size / (args.width * args.height),
+    result = {"model": args.model or "vqzip encode's choice", "width": args.width, "height": args.height, "bytes": size, "bpp": 8 * size / (args.width * args.height),
               "encode_s": round(encode_s, 1), "decode_s": round(decode_s, 1),
               "encode_peak_rss_mb": round(encode_mb, 1), "decode_peak_rss_mb": round(decode_mb, 1),
-              "note": "vqzip encode / decode (default model and quality) run as separate processes, PNG in and out; "
+              "note": "vqzip encode / decode (default quality) run as separate processes, PNG in and out; "
                       "peak RSS of each process from os.wait4 (ru_maxrss)"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
