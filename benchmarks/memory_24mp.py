@@ -60,7 +60,8 @@ def main() -> None:
         encode_s, encode_mb = run(["encode", str(src), "-o", str(Path(tmp) / "big.vqz"), "-q", *chosen])
         decode_s, decode_mb = run(["decode", str(Path(tmp) / "big.vqz"), "-o", str(Path(tmp) / "back.png"), "-q"])
         size = (Path(tmp) / "big.vqz").stat().st_size
-    result = {"model": args.model or "vqzip encode's choice", "width": args.width, "height": args.height, "bytes": size, "bpp": 8 * size / (args.width * args.height),
+    result = {"model": args.model or "vqzip encode's choice",
+              "width": args.width, "height": args.height, "bytes": size, "bpp": 8 * size / (args.width * args.height),
               "encode_s": round(encode_s, 1), "decode_s": round(decode_s, 1),
               "encode_peak_rss_mb": round(encode_mb, 1), "decode_peak_rss_mb": round(decode_mb, 1),
               "note": "vqzip encode / decode (default quality) run as separate processes, PNG in and out; "
