@@ -99,9 +99,9 @@ def test_tables_are_valid_and_every_symbol_codable() -> None:
     for k in (0, gaussian.SCALES // 2, gaussian.SCALES - 1):
         t = tables[k * gaussian.MEAN_STEPS]
         assert (t >= 1).all() and len(t) == 2 * gaussian.table_halfwidth(k) + 1
-    # a wide Gaussian's table is close to its bell curve's peak; a narrow one puts nearly all mass on 0
-    narrow = tables[0][gaussian.table_halfwidth(0) - 1: gaussian.table_halfwidth(0) + 2]
-    assert narrow.max() > 0.9 * gaussian.TABLE_TOTAL
+    # a narrow Gaussian puts as much mass on one symbol as the cap allows
+    narrow = tables[0]
+    assert narrow.max() / narrow.sum() == pytest.approx(gaussian.PEAK_SHARE, abs=1e-3)
 
 
 def test_malformed_tables_are_refused(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
@@ -259,3 +259,16 @@ def test_without_a_model_photos_get_the_photo_codec_and_small_images_the_small_m
     assert ids == [zoo.load_model("tiny-photo").model_id, zoo.load_model("tiny-rvq").model_id, ids[0]]
     shapes = [np.asarray(api.decompress(e.data)).shape for e in files]
     assert shapes == [(side, side + 8, 3), (side - 1, 200, 3), (side, side + 8, 3)]
+
+
+def test_every_table_caps_its_peak_so_a_payload_bounds_its_tokens(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    """No symbol has more than 63/64 of its table, so each token costs at least 0.0227 bits and a
+    payload of B bytes holds a bounded number of tokens (what the decoder checks before decoding)."""
+    model, coder = tiny
+    for f in [*coder.y_freq, *coder.z_freq]:
+        assert f.max() <= gaussian.PEAK_SHARE * f.sum() + 1
+    floor = coder.min_payload_bits(TINY.latent, 8, 8)
+    assert floor >= TINY.latent * 64 * -np.log2(gaussian.PEAK_SHARE) * 0.999
+    y, z = _tokens(model, 1)
+    payload, bits = coder.encode(y, z)[0]
+    assert 8 * len(payload) >= coder.min_payload_bits(TINY.latent, y.shape[2], y.shape[3]) - 32

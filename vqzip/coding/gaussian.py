@@ -46,9 +46,16 @@ def table_halfwidth(k: int) -> int:
     return max(16, math.ceil(12 * 2.0 ** (LOG2_SCALE_MIN + (k + 0.5) / SCALE_STEPS)))
 
 
+PEAK_SHARE = 63 / 64  # no symbol gets more: every token costs >= 0.0227 bits, which bounds what a payload can claim
+
+
 def _frequencies(p: np.ndarray) -> np.ndarray:
-    """Integer frequencies summing to about TABLE_TOTAL, each in 1..65535 (stored as uint16)."""
-    return np.clip(np.round(p / p.sum() * TABLE_TOTAL), 1, (1 << 16) - 1).astype(np.int64)
+    """Integer frequencies summing to about TABLE_TOTAL, each in 1..65535 (stored as uint16), the
+    largest at most PEAK_SHARE of the total (the decoder's payload bound relies on it)."""
+    f = np.clip(np.round(p / p.sum() * TABLE_TOTAL), 1, (1 << 16) - 1).astype(np.int64)
+    top = int(f.argmax())
+    f[top] = min(int(f[top]), int((f.sum() - f[top]) * PEAK_SHARE / (1 - PEAK_SHARE)))
+    return f
 
 
 def gaussian_tables() -> list[np.ndarray]:
@@ -169,6 +176,13 @@ class HyperpriorCoder:
         out["y_tables"] = np.concatenate(ys).astype(np.uint16)
         out["y_offsets"] = np.cumsum([0] + [len(t) for t in ys]).astype(np.int64)
         return out
+
+    def min_payload_bits(self, channels: int, h: int, w: int) -> float:
+        """The fewest bits any payload of an h x w token grid can hold: every y token costs at least
+        the cheapest symbol of the most peaked table, every z token its channel's cheapest symbol."""
+        cheapest_y = min(float(-np.log2(f.max() / f.sum())) for f in self.y_freq)
+        cheapest_z = -np.log2(self.z_freq.max(1) / self.z_freq.sum(1))
+        return channels * h * w * cheapest_y + (h // 4) * (w // 4) * float(cheapest_z.sum())
 
     def _model(self, kind: str, i: int) -> Any:
         key = (kind, i)
