@@ -85,11 +85,16 @@ def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> tuple[np.n
     """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/16, W/16), the
     image tokens, and z (N, C, H/64, W/64), the side tokens their tables come from (sizes rounded up
     to multiples of 64)."""
+    from .codec.hyperprior import inference_precision
     from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT
 
     x, q = _pad(images, m.codec.stride), torch.full((len(images),), quality - 1)
     s = m.codec.latent_stride
-    fn = lambda t: m.codec.analysis(to_unit(t.permute(0, 2, 3, 1)), q)  # noqa: E731
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        with inference_precision():
+            return m.codec.analysis(to_unit(t.permute(0, 2, 3, 1)), q).float()
+
     y = tiled(fn, x, (x.shape[2] // s, x.shape[3] // s), s, 1, PHOTO_TILE)
     z = m.codec.h_a(y)
     return (y.round().clamp(1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).long().numpy(),
@@ -119,9 +124,15 @@ def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, qu
     if m.is_hyperprior:
         if quality is None:
             raise VqzipError(f"the tokens of model {m.name} decode only with the quality they were made at")
+        from .codec.hyperprior import inference_precision
+
         q = torch.full((len(tokens),), resolve_quality(m, quality) - 1)
-        fn = lambda y: to_uint8(m.codec.synthesis(y.float(), q)).permute(0, 3, 1, 2)  # noqa: E731
-        out = tiled(fn, t, tokens.shape[-2:], 1, m.codec.latent_stride, PHOTO_TILE)
+
+        def synth(y: torch.Tensor) -> torch.Tensor:
+            with inference_precision():
+                return to_uint8(m.codec.synthesis(y.float(), q).float()).permute(0, 3, 1, 2)
+
+        out = tiled(synth, t, tokens.shape[-2:], 1, m.codec.latent_stride, PHOTO_TILE)
         return out.permute(0, 2, 3, 1)[:, :height, :width].numpy()
     fn = lambda z: to_uint8(m.codec.decode_tokens(z)).permute(0, 3, 1, 2)  # noqa: E731
     return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
