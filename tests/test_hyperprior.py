@@ -272,3 +272,19 @@ def test_every_table_caps_its_peak_so_a_payload_bounds_its_tokens(tiny: tuple[Ph
     y, z = _tokens(model, 1)
     payload, bits = coder.encode(y, z)[0]
     assert 8 * len(payload) >= coder.min_payload_bits(TINY.latent, y.shape[2], y.shape[3]) - 32
+
+
+def test_effort_refines_tokens_for_the_same_decoder(photo_model) -> None:
+    """--effort changes only which tokens are coded: the file decodes with the same model and holds
+    the refined tokens (what they buy is measured by benchmarks/effort.py)."""
+    from PIL import Image
+
+    from vqzip import api
+
+    img = _image(64, 64)
+    plain = api.compress_images([Image.fromarray(img)], photo_model, 2)[0].data
+    refined = api.compress_images([Image.fromarray(img)], photo_model, 2, effort=5)[0].data
+    assert api.decompress(refined).size == (64, 64)
+    y0, z0 = api.photo_tokens(img[None], photo_model, 2)
+    y1, z1 = api.photo_tokens(img[None], photo_model, 2, effort=5)
+    assert (y0 != y1).any() and (api.file_tokens(refined) == y1[0]).all() and plain != refined

@@ -80,11 +80,15 @@ def _pad(images: np.ndarray, stride: int) -> torch.Tensor:
     return torch.from_numpy(np.pad(images, ((0, 0), (0, h - height), (0, w - width), (0, 0)), mode="edge")).permute(0, 3, 1, 2)
 
 
+EFFORT_MAX_PIXELS = 1 << 22  # --effort refines images up to 4 megapixels (it needs the whole image's gradients)
+
+
 @torch.no_grad()
-def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> tuple[np.ndarray, np.ndarray]:
+def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/16, W/16), the
     image tokens, and z (N, C, H/64, W/64), the side tokens their tables come from (sizes rounded up
-    to multiples of 64)."""
+    to multiples of 64). `effort` > 0 refines them with that many gradient steps per image
+    (codec.hyperprior.refine_latents; images up to EFFORT_MAX_PIXELS)."""
     from .codec.hyperprior import inference_precision
     from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT
 
@@ -97,6 +101,10 @@ def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> tuple[np.n
 
     y = tiled(fn, x, (x.shape[2] // s, x.shape[3] // s), s, 1, PHOTO_TILE)
     z = m.codec.h_a(y)
+    if effort > 0 and images.shape[1] * images.shape[2] <= EFFORT_MAX_PIXELS:
+        from .codec.hyperprior import refine_latents
+
+        y, z = refine_latents(m.codec, to_unit(x.permute(0, 2, 3, 1)), q, y, z.clamp(-Z_SUPPORT, Z_SUPPORT), effort)
     return (y.round().clamp(1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).long().numpy(),
             z.round().clamp(-Z_SUPPORT, Z_SUPPORT).long().numpy())
 
@@ -179,10 +187,12 @@ def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
     return m.context if version == 2 else m.prior
 
 
-def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int) -> tuple[list[tuple[bytes, float]], np.ndarray]:
-    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3), and the image tokens coded."""
+def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int,
+              effort: int = 0) -> tuple[list[tuple[bytes, float]], np.ndarray]:
+    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3), and the image tokens coded;
+    `effort`: see photo_tokens (photo codecs only)."""
     if version == container.HYPERPRIOR_VERSION:
-        y, z = photo_tokens(images, m, quality)
+        y, z = photo_tokens(images, m, quality, effort)
         return m.prior.encode(y, z), y
     tokens = image_tokens(images, m, quality)
     return _coder(m, version).encode(tokens), tokens
@@ -287,7 +297,7 @@ def _prepare(img: Image.Image, metadata: str = "all") -> _Prepared:
 
 
 def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, version: int,
-            reconstruct: bool = False) -> list[tuple[Encoded, np.ndarray | None]]:
+            reconstruct: bool = False, effort: int = 0) -> list[tuple[Encoded, np.ndarray | None]]:
     """Prepared images of any sizes -> .vqz files (same-size images share network passes), and with
     `reconstruct` the RGB image each file decodes to (from the same tokens, no range decoding)."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -298,7 +308,7 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
         for start in range(0, len(idx), batch):
             chunk = idx[start: start + batch]
             part = [prepared[i] for i in chunk]
-            coded, tokens = _payloads(np.stack([p.rgb for p in part]), m, q, version)
+            coded, tokens = _payloads(np.stack([p.rgb for p in part]), m, q, version, effort)
             packed = containers(coded, m, width, height, [p.mode for p in part], q, [p.alpha for p in part], version,
                                 [p.metadata for p in part])
             images = token_images(tokens, m, height, width, q) if reconstruct else [None] * len(chunk)
@@ -328,14 +338,16 @@ def by_model(images: list[Image.Image], prior: str = "auto") -> dict[str, list[i
 
 
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
-                    quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all") -> list[Encoded]:
+                    quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all",
+                    effort: int = 0) -> list[Encoded]:
     """Compress Pillow images of any modes and sizes; same-size images share network passes.
     `model` None: pick_model's choice per image. `metadata`: what of each image's ICC profile and EXIF
-    to keep (METADATA)."""
+    to keep (METADATA). `effort`: gradient steps that refine a photo codec's tokens per image (slower,
+    smaller files, same decoder; token models ignore it)."""
     if model is None:
         out: dict[int, Encoded] = {}
         for name, idx in by_model(images, prior).items():
-            out.update(zip(idx, compress_images([images[i] for i in idx], name, quality, batch, prior, metadata)))
+            out.update(zip(idx, compress_images([images[i] for i in idx], name, quality, batch, prior, metadata, effort)))
         return [out[i] for i in range(len(images))]
     m = _model(model)
     q = resolve_quality(m, quality)
@@ -343,7 +355,7 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
     prepared = [_prepare(img, metadata) for img in images]
     for p in prepared:
         container.check_size(p.rgb.shape[1], p.rgb.shape[0])
-    return [e for e, _ in _encode(prepared, m, q, batch, version)]
+    return [e for e, _ in _encode(prepared, m, q, batch, version, effort=effort)]
 
 
 @dataclass(frozen=True)

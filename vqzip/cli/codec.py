@@ -36,6 +36,9 @@ def encode(
                                                help="Target PSNR in dB: per image, the smallest quality that reaches "
                                                     "it.")] = None,
     metadata: opt.Metadata = "all",
+    effort: Annotated[int, typer.Option("--effort", min=0, max=200,
+                                        help="Photo codec: refine each image's tokens with this many gradient steps "
+                                             "(slower encoding, smaller files, same decoder).")] = 0,
     recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
@@ -97,7 +100,7 @@ def encode(
                         coded.update((j, (r.encoded, r.quality)) for j, r in zip(idx, results))
                     else:
                         qg = api.resolve_quality(gm, quality)
-                        encs = api.compress_images(part, gm, qg, batch=batch, prior=prior, metadata=metadata)
+                        encs = api.compress_images(part, gm, qg, batch=batch, prior=prior, metadata=metadata, effort=effort)
                         coded.update((j, (e, qg)) for j, e in zip(idx, encs))
                 except VqzipError as exc:
                     failed += len(idx)

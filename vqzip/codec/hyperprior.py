@@ -225,3 +225,31 @@ class PhotoCodec(nn.Module):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
             x_hat = self.synthesis(y_hat, q)
         return {"x_hat": x_hat.float(), "y_bits": y_bits, "z_bits": z_bits}
+
+
+def refine_latents(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor, steps: int,
+                   lr: float = 0.02) -> tuple[Tensor, Tensor]:
+    """Encoder-side search (Yang, Bamler & Mandt 2020, with straight-through rounding): `steps` Adam
+    steps on the latents y, z of images x (gained, as analysis and h_a give them) to lower this very
+    image's rate + lambda[q] * 255^2 * MSE through the fixed decoder and entropy model. The decoder and
+    the format are unchanged; only the tokens it is given are better."""
+    y, z = y.detach().clone().requires_grad_(True), z.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([y, z], lr=lr)
+    lam = torch.tensor(model.config.lambdas)[q]
+    pixels = x.shape[2] * x.shape[3]
+    with torch.enable_grad():
+        for _ in range(steps):
+            z_hat = ste_round(z)
+            mean, log_scale = model.h_s(z_hat)
+            scale = torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+            y_hat = ste_round(y)
+            bits = -torch.log2(gaussian_likelihood(y_hat - mean, scale)).sum((1, 2, 3)) \
+                - torch.log2(model.z_density.likelihood(z_hat)).sum((1, 2, 3))
+            with inference_precision():
+                x_hat = model.synthesis(y_hat, q).float()
+            mse = (x_hat - x).pow(2).mean((1, 2, 3))
+            loss = (bits / pixels + lam * 255**2 * mse).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return y.detach(), z.detach()
