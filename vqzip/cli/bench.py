@@ -60,7 +60,9 @@ def _reprint(path: Path) -> None:
 
 def demo(
     out_dir: Annotated[Path, opt.out("Folder for the demo's files.")] = Path("vqzip-demo"),
-    model: Annotated[str | None, opt.model("Model name or path.")] = None,
+    model: Annotated[str | None, opt.model("Model name or path (default: what vqzip encode picks for each "
+                                           "image: the photo codec for photos, the small-image model for "
+                                           "CIFAR-10).")] = None,
     cifar: Annotated[int, typer.Option("--cifar", min=0, help="CIFAR-10 test images to benchmark "
                                                               "(0 skips; needs the data or a network).")] = 1000,
     data: Annotated[Path | None, opt.data("Folder holding CIFAR-10.")] = None,
@@ -77,12 +79,13 @@ def demo(
     from .. import api
     from ..training.evaluate import against_references
 
-    try:
-        m = api.load_model(model)
-    except VqzipError as exc:
-        fail(str(exc))
     sample_png = resources.files("vqzip.assets").joinpath("sample.png").read_bytes()
     sample = Image.open(io.BytesIO(sample_png)).convert("RGB")
+    try:
+        m = api.load_model(model or api.pick_model(sample.width, sample.height))
+        small = api.load_model(model or api.pick_model(32, 32))
+    except VqzipError as exc:
+        fail(str(exc))
     table = Table(title=f"built-in sample, {sample.width}x{sample.height} (model {m.name}); "
                         "reference sizes are the smallest file reaching at least vqzip's PSNR", title_justify="left")
     for col in ("quality", "vqzip bytes", "PSNR dB", "jpeg-420 bytes", "webp bytes"):
@@ -112,4 +115,4 @@ def demo(
         except (DataNotFound, OSError, ValueError) as exc:
             out.print(f"CIFAR-10 benchmark skipped: {one_line(exc)}", soft_wrap=True)
             return
-        run_bench("cifar10", limit=cifar, models=[m.name], codecs=["png", "jpeg", "webp"], out=out_dir / "cifar10", data=data)
+        run_bench("cifar10", limit=cifar, models=[small.name], codecs=["png", "jpeg", "webp"], out=out_dir / "cifar10", data=data)
