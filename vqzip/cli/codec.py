@@ -256,23 +256,26 @@ def models(as_json: opt.Json = False) -> None:
         card = zoo.read_card(path)
         static = {r["quality"]: r["static_bytes"]
                   for r in card.get("context_prior", {}).get("results", {}).get("per_quality", [])}
-        rows = [{k: row.get(k) for k in ("quality", "levels", "bytes", "bpp", "psnr")} |
+        rows = [{k: row.get(k) for k in ("quality", "levels", "bytes", "bpp", "psnr", "msssim")} |
                 ({"static_bytes": static[row["quality"]]} if row["quality"] in static else {})
                 for row in card.get("results", {}).get("per_quality", [])]
         records.append({"name": name, "model_id": f"{zoo.model_id(path):04x}", "path": str(path),
-                        "quantizer": card.get("quantizer"), "summary": card.get("summary"),
+                        "quantizer": card.get("quantizer"), "kind": card.get("kind", "tokens"), "summary": card.get("summary"),
                         "qualities": card.get("qualities", len(rows) or None), "default_quality": card.get("default_quality"),
                         "vocab_sizes": card.get("vocab_sizes"), "context_prior": zoo.prior_path(path).is_file(),
                         "dataset": card.get("results", {}).get("dataset"), "per_quality": rows})
         if as_json:
             continue
-        title = f"{name}  (id {zoo.model_id(path):04x}, {card.get('quantizer', '?')}, {card.get('summary', '')})"
+        kind = card.get("quantizer") or card.get("kind", "?")
+        title = f"{name}  (id {zoo.model_id(path):04x}, {kind}, {card.get('summary', '')})"
         table = Table(title=title, title_justify="left")
-        for col in ("quality", "levels", "bytes/image", "bits/pixel", "PSNR dB") + (("static tables",) if static else ()):
+        msssim = any(r.get("msssim") is not None for r in rows)
+        for col in ("quality", "levels", "bytes/image", "bits/pixel", "PSNR dB") + (("MS-SSIM",) if msssim else ()) + \
+                (("static tables",) if static else ()):
             table.add_column(col, justify="right")
         for row in card.get("results", {}).get("per_quality", []):
-            extra = (f"{static[row['quality']]:.1f}",) if static else ()
-            table.add_row(str(row["quality"]), str(row["levels"]), f"{row['bytes']:.1f}", f"{row['bpp']:.3f}",
+            extra = ([f"{row['msssim']:.4f}"] if msssim else []) + ([f"{static[row['quality']]:.1f}"] if static else [])
+            table.add_row(str(row["quality"]), str(row.get("levels", "-")), f"{row['bytes']:.1f}", f"{row['bpp']:.3f}",
                           f"{row['psnr']:.2f}", *extra)
         out.print(table)
         if card.get("results"):
