@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -49,7 +49,13 @@ photo-rvq() {  # photo-rvq-v1 trained further, with 3 more RVQ levels (new crops
   $VQZIP train-prior "$OUT/photo-rvq" --dataset "$PHOTOS" --crop 256 --crops 4000 --epochs 4 --batch-size 16
 }
 
+photo-hp() {  # the rate-distortion photo codec; checkpoints in $RUNS/photo-hp (resumed when present)
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --steps 5476 \
+    --channels 96 --latent 160 --hyper 96 --batch-size 8 --crop 256 --lr 3e-4 --seed 0 \
+    --run "${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp" --test "$DATA/kodak"
+}
+
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp}" >&2; exit 2 ;;
 esac
