@@ -17,6 +17,9 @@ from PIL import Image
 
 from .codec.model import to_uint8, to_unit
 from .coding import container
+from .coding.container import DEFAULT_MAX_PIXELS
+from .coding.entropy import payload_floor
+from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .zoo import LoadedModel, available_models, find_by_id, load_model
 
@@ -102,7 +105,7 @@ def format_version(m: LoadedModel, prior: str = "auto") -> int:
     return 2 if m.context is not None and prior != "static" else 1
 
 
-def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
+def _coder(m: LoadedModel, version: int) -> PayloadCoder:
     return m.context if version == 2 else m.prior
 
 
@@ -118,13 +121,13 @@ def _pack(tokens: np.ndarray, m: LoadedModel, width: int, height: int, modes: li
 
 
 def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
-                 prior: str = "auto") -> list[Encoded]:
+                 prior: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Encoded]:
     """Compress same-size RGB uint8 images (N, H, W, 3) in one network pass. `prior`: "auto" (the
     context prior when the model has one), "context" or "static" (format version 1)."""
     m = _model(model)
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
-    container.check_size(images.shape[2], images.shape[1])
+    container.check_pixels(images.shape[2], images.shape[1], max_pixels)
     tokens = image_tokens(images, m, q)
     return _pack(tokens, m, images.shape[2], images.shape[1], ["RGB"] * len(images), q, [b""] * len(images), version)
 
@@ -155,14 +158,16 @@ def _prepare(img: Image.Image) -> tuple[np.ndarray, str, bytes]:
 
 
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
-                    quality: int | None = None, batch: int = 64, prior: str = "auto") -> list[Encoded]:
-    """Compress Pillow images of any modes and sizes; same-size images share network passes."""
+                    quality: int | None = None, batch: int = 64, prior: str = "auto",
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Encoded]:
+    """Compress Pillow images of any modes and sizes; same-size images share network passes. Sizes
+    are checked against the limits (`max_pixels`, the format's) before any pixel is converted."""
     m = _model(model)
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
+    for img in images:
+        container.check_pixels(img.width, img.height, max_pixels)
     prepared = [_prepare(img) for img in images]
-    for rgb, _, _ in prepared:
-        container.check_size(rgb.shape[1], rgb.shape[0])
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, (rgb, _, _) in enumerate(prepared):
         groups[rgb.shape[:2]].append(i)
@@ -178,21 +183,39 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
 
 
 def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
-             prior: str = "auto") -> bytes:
+             prior: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """One image (Pillow, or uint8 array H x W [x 1|3|4]) -> .vqz bytes."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image)
-    return compress_images([image], model, quality, prior=prior)[0].data
+    return compress_images([image], model, quality, prior=prior, max_pixels=max_pixels)[0].data
 
 
-def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFile, LoadedModel]:
+def _grid(f: container.VqzFile, m: LoadedModel) -> tuple[int, int, int]:
+    """(levels, h, w) of the token grid a file's header claims."""
+    h, stride = f.header, m.codec.stride
+    return m.codec.levels_for(h.quality), -(-h.height // stride), -(-h.width // stride)
+
+
+def _open(data: bytes, model: LoadedModel | str | None,
+          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[container.VqzFile, LoadedModel]:
+    """Parse and check a file before anything is allocated for its image: its size against the limits
+    (before the model is even loaded), its checksum, and its claimed token grid against what its
+    payload can hold (the coder's min_payload_bits), so a few bytes cannot make the decoder work
+    or allocate without bound."""
     header, _ = container.parse_header(data)
+    container.check_pixels(header.width, header.height, max_pixels)
     m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
     f = container.parse(data, m.key(header.version))
     if f.header.quality > m.qualities:
         raise FormatError(f"quality {f.header.quality} does not exist in model {m.name}")
+    levels, h, w = _grid(f, m)
+    need = payload_floor(_coder(m, header.version).min_payload_bits(levels, h, w))
+    if len(f.payload) < need:
+        raise FormatError(f"header claims {header.width}x{header.height} at quality {header.quality} "
+                          f"({levels * h * w:,} tokens), which takes at least {need:,} payload bytes; the file "
+                          f"has {len(f.payload):,}")
     return f, m
 
 
@@ -218,32 +241,32 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
     for i, (f, m) in enumerate(files):
         groups[(m.path, f.header.width, f.header.height, f.header.quality, f.header.version)].append(i)
     out: dict[int, np.ndarray] = {}
-    for (_, width, height, quality, version), idx in groups.items():
-        m = files[idx[0]][1]
-        stride, levels = m.codec.stride, m.codec.levels_for(quality)
-        h, w = -(-height // stride), -(-width // stride)
-        tokens = _coder(m, version).decode([files[i][0].payload for i in idx], levels, h, w)
+    for (_, width, height, _, version), idx in groups.items():
+        f, m = files[idx[0]]
+        tokens = _coder(m, version).decode([files[i][0].payload for i in idx], *_grid(f, m))
         for i, img in zip(idx, token_images(tokens, m, height, width)):
             out[i] = img
     return [out[i] for i in range(len(files))]
 
 
-def file_tokens(data: bytes, model: LoadedModel | str | None = None) -> np.ndarray:
+def file_tokens(data: bytes, model: LoadedModel | str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The token grid (levels, h, w) a .vqz file holds, without running the decoder network."""
-    f, m = _open(data, model)
-    stride, h = m.codec.stride, f.header
-    grid = -(-h.height // stride), -(-h.width // stride)
-    return _coder(m, h.version).decode([f.payload], m.codec.levels_for(h.quality), *grid)[0]
+    f, m = _open(data, model, max_pixels)
+    return _coder(m, f.header.version).decode([f.payload], *_grid(f, m))[0]
 
 
-def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> list[np.ndarray]:
+def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
     """.vqz files -> RGB uint8 arrays (H, W, 3), whatever their stored colour mode."""
-    return _decode([_open(d, model) for d in datas])
+    return _decode([_open(d, model, max_pixels) for d in datas])
 
 
-def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None) -> list[Image.Image]:
-    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA)."""
-    files = [_open(d, model) for d in datas]
+def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:
+    """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA). Files over
+    the limits (`max_pixels`, or a header claiming more than its payload holds) are refused before
+    anything is allocated for them."""
+    files = [_open(d, model, max_pixels) for d in datas]
     images = []
     for (f, _), rgb in zip(files, _decode(files)):
         img = Image.fromarray(rgb, "RGB")
@@ -258,6 +281,6 @@ def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None
     return images
 
 
-def decompress(data: bytes, model: LoadedModel | str | None = None) -> Image.Image:
+def decompress(data: bytes, model: LoadedModel | str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """.vqz bytes -> Pillow image."""
-    return decompress_images([data], model)[0]
+    return decompress_images([data], model, max_pixels)[0]

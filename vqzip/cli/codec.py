@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ..errors import VqzipError
+from ..coding.container import DEFAULT_MAX_PIXELS
+from ..errors import LimitError, VqzipError
 from . import options as opt
 from .console import Failure, err, error, fail, out, progress, reporting, summary
 from .files import STDIO, emit, read, refuse_clobber, targets
@@ -23,21 +25,21 @@ def encode(
     batch: Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)] = 64,
     prior: Annotated[str, typer.Option("--prior", help="auto (the model's context prior if it has one), context, "
                                                        "or static (format version 1).")] = "auto",
+    max_pixels: opt.MaxPixels = DEFAULT_MAX_PIXELS,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
     from PIL import Image, UnidentifiedImageError
 
-    from .. import api
-    from ..coding.container import check_size
+    from .. import zoo
 
     dests = targets(inputs, output, out_dir, ".vqz")
     try:
-        m = api.load_model(model)
-        api.resolve_quality(m, quality)
-        api.format_version(m, prior)
+        zoo.resolve(model)  # a missing model is named at once; loading it (torch) waits for an image
     except VqzipError as exc:
         fail(str(exc))
+    api: Any = None
+    m: Any = None
     failed = bytes_in = bytes_out = done = 0
     with reporting(quiet), progress(quiet, len(inputs)) as bar:
         task = bar.add_task("encoding", total=len(inputs))
@@ -48,9 +50,10 @@ def encode(
                 try:
                     data = read(inputs[i])
                     refuse_clobber(dests[i], force)  # before the work, not only at the write
-                    img = Image.open(io.BytesIO(data))
-                    img.load()
-                    check_size(img.width, img.height)
+                    img = _open_image(data, max_pixels)  # the header only: size checked, no pixel decoded
+                    if m is None:
+                        api, m = _encoder(model, quality, prior)
+                    _load_pixels(img, max_pixels)
                     images.append((img, len(data)))
                     ok.append(i)
                 except UnidentifiedImageError:
@@ -62,7 +65,8 @@ def encode(
                 except (VqzipError, OSError, Image.DecompressionBombError, ValueError) as exc:
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
-            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch, prior=prior)
+            encoded = api.compress_images([img for img, _ in images], m, quality, batch=batch, prior=prior,
+                                          max_pixels=max_pixels) if images else []
             for i, (img, size), enc in zip(ok, images, encoded):
                 try:
                     emit(dests[i], enc.data, force)
@@ -81,12 +85,58 @@ def encode(
         raise typer.Exit(1)
 
 
+def _encoder(model: str | None, quality: int | None, prior: str) -> tuple[Any, Any]:
+    """(vqzip.api, the model) once checked against -Q and --prior; a bad one ends the run."""
+    from .. import api
+
+    try:
+        m = api.load_model(model)
+        api.resolve_quality(m, quality)
+        api.format_version(m, prior)
+    except VqzipError as exc:
+        fail(str(exc))
+    return api, m
+
+
+def _open_image(data: bytes, max_pixels: int) -> Any:
+    """The image in `data` with its size checked against the limits, its pixels not decoded yet
+    (Pillow's Image.open reads the header only), so an oversized image is refused before any work."""
+    from PIL import Image
+
+    from ..coding.container import check_pixels
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our check below names --max-pixels
+    try:
+        img = Image.open(io.BytesIO(data))
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    check_pixels(img.width, img.height, max_pixels)
+    return img
+
+
+def _load_pixels(img: Any, max_pixels: int) -> None:
+    """Decode the pixels, with Pillow's own decompression-bomb check (which some formats repeat for
+    each frame they read) set to the same limit and made an error, never a warning on stderr."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitError(f"{exc} (--max-pixels)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def decode(
     inputs: opt.Inputs,
     output: Annotated[str | None, opt.output("Output file for a single input; its extension picks the format "
                                              "('-' = PNG to stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one the file names).")] = None,
+    max_pixels: opt.MaxPixels = DEFAULT_MAX_PIXELS,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
@@ -102,7 +152,7 @@ def decode(
             try:
                 data = read(name)
                 refuse_clobber(target, force)
-                img = api.decompress(data, model)
+                img = api.decompress(data, model, max_pixels)
                 fmt = "PNG" if str(target) == STDIO else Image.registered_extensions().get(Path(target).suffix.lower())
                 if fmt is None:
                     raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ..coding.container import DEFAULT_MAX_PIXELS, MAX_PIXELS
+
 # --- files in, files out (encode, decode, info) ---------------------------------------------------------
 
 Inputs = Annotated[list[str], typer.Argument(help="Input files; '-' reads standard input.", show_default=False)]
@@ -19,6 +21,10 @@ OutDir = Annotated[Path | None, typer.Option("-O", "--out-dir", help="Folder for
 Force = Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing output files.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print one line per file.")]
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", min=1, max=MAX_PIXELS,
+    help=f"Refuse images of more pixels, before decoding any (default {DEFAULT_MAX_PIXELS:,}; "
+         f"the format's limit is {MAX_PIXELS:,}).")]
 
 
 def output(help: str) -> Any:
