@@ -12,7 +12,7 @@ from ..coding.container import DEFAULT_MAX_PIXELS
 from ..errors import LimitError, VqzipError
 from . import options as opt
 from .console import Failure, err, error, fail, out, progress, reporting, summary
-from .files import STDIO, emit, read, refuse_clobber, targets
+from .files import STDIO, DiskFull, emit, read, refuse_clobber, targets
 
 
 def encode(
@@ -70,6 +70,8 @@ def encode(
             for i, (img, size), enc in zip(ok, images, encoded):
                 try:
                     emit(dests[i], enc.data, force)
+                except DiskFull as exc:
+                    fail(f"{exc}; stopped: {done} of {len(inputs)} files written")
                 except Failure as exc:
                     failed += 1
                     error(exc)
@@ -162,6 +164,8 @@ def decode(
                 except (OSError, ValueError, KeyError) as exc:
                     raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
                 emit(target, buf.getvalue(), force)
+            except DiskFull as exc:
+                fail(f"{exc}; stopped: {done} of {len(inputs)} files written")
             except (Failure, VqzipError) as exc:
                 failed += 1
                 error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
