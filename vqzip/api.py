@@ -19,6 +19,9 @@ from PIL import Image
 
 from .codec.model import to_uint8, to_unit
 from .coding import container
+from .coding.container import DEFAULT_MAX_PIXELS
+from .coding.entropy import payload_floor
+from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, LoadedModel, available_models, find_by_id, load_model
 
@@ -183,7 +186,7 @@ def format_version(m: LoadedModel, prior: str = "auto") -> int:
     return 2 if m.context is not None and prior != "static" else 1
 
 
-def _coder(m: LoadedModel, version: int):  # -> StaticPrior | ContextPrior
+def _coder(m: LoadedModel, version: int) -> PayloadCoder:
     return m.context if version == 2 else m.prior
 
 
@@ -212,13 +215,13 @@ def containers(coded: list[tuple[bytes, float]], m: LoadedModel, width: int, hei
 
 
 def encode_batch(images: np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
-                 prior: str = "auto") -> list[Encoded]:
+                 prior: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Encoded]:
     """Compress same-size RGB uint8 images (N, H, W, 3) in one network pass. `prior`: "auto" (the
     context prior when the model has one), "context" or "static" (format version 1)."""
     m = _model(model)
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
-    container.check_size(images.shape[2], images.shape[1])
+    container.check_pixels(images.shape[2], images.shape[1], max_pixels)
     coded, _ = _payloads(images, m, q, version)
     return containers(coded, m, images.shape[2], images.shape[1], ["RGB"] * len(images), q, [b""] * len(images), version)
 
@@ -339,22 +342,24 @@ def by_model(images: list[Image.Image], prior: str = "auto") -> dict[str, list[i
 
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
                     quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all",
-                    effort: int = 0) -> list[Encoded]:
+                    effort: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Encoded]:
     """Compress Pillow images of any modes and sizes; same-size images share network passes.
     `model` None: pick_model's choice per image. `metadata`: what of each image's ICC profile and EXIF
     to keep (METADATA). `effort`: gradient steps that refine a photo codec's tokens per image (slower,
-    smaller files, same decoder; token models ignore it)."""
+    smaller files, same decoder; token models ignore it). Sizes are checked against the limits
+    (`max_pixels`, the format's) before any pixel is converted."""
+    for img in images:
+        container.check_pixels(img.width, img.height, max_pixels)
     if model is None:
         out: dict[int, Encoded] = {}
         for name, idx in by_model(images, prior).items():
-            out.update(zip(idx, compress_images([images[i] for i in idx], name, quality, batch, prior, metadata, effort)))
+            out.update(zip(idx, compress_images([images[i] for i in idx], name, quality, batch, prior, metadata, effort,
+                                                max_pixels)))
         return [out[i] for i in range(len(images))]
     m = _model(model)
     q = resolve_quality(m, quality)
     version = format_version(m, prior)
     prepared = [_prepare(img, metadata) for img in images]
-    for p in prepared:
-        container.check_size(p.rgb.shape[1], p.rgb.shape[0])
     return [e for e, _ in _encode(prepared, m, q, batch, version, effort=effort)]
 
 
@@ -443,15 +448,32 @@ def compress_to_target(images: list[Image.Image], model: LoadedModel | str | Non
 
 
 def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = None, quality: int | None = None,
-             prior: str = "auto", metadata: str = "all") -> bytes:
+             prior: str = "auto", metadata: str = "all", max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """One image (Pillow, or uint8 array H x W [x 1|3|4]) -> .vqz bytes."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image)
-    return compress_images([image], model, quality, prior=prior, metadata=metadata)[0].data
+    return compress_images([image], model, quality, prior=prior, metadata=metadata, max_pixels=max_pixels)[0].data
 
 
-def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFile, LoadedModel]:
+def _grid(f: container.VqzFile, m: LoadedModel) -> tuple[int, int, int]:
+    """(levels, h, w) of the token grid a file's header claims: RVQ levels, or a photo codec's latent
+    channels on its grid of 16-pixel cells."""
+    h, stride = f.header, m.codec.stride
+    rows, cols = -(-h.height // stride), -(-h.width // stride)
+    if m.is_hyperprior:
+        s = stride // m.codec.latent_stride
+        return m.codec.config.latent, rows * s, cols * s
+    return m.codec.levels_for(h.quality), rows, cols
+
+
+def _open(data: bytes, model: LoadedModel | str | None,
+          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[container.VqzFile, LoadedModel]:
+    """Parse and check a file before anything is allocated for its image: its size against the limits
+    (before the model is even loaded), its checksum, and its claimed token grid against what its
+    payload can hold (the coder's min_payload_bits), so a few bytes cannot make the decoder work
+    or allocate without bound."""
     header, _ = container.parse_header(data)
+    container.check_pixels(header.width, header.height, max_pixels)
     m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
@@ -460,6 +482,12 @@ def _open(data: bytes, model: LoadedModel | str | None) -> tuple[container.VqzFi
     f = container.parse(data, m.key(header.version))
     if f.header.quality > m.qualities:
         raise FormatError(f"quality {f.header.quality} does not exist in model {m.name}")
+    levels, h, w = _grid(f, m)
+    need = payload_floor(_coder(m, header.version).min_payload_bits(levels, h, w))
+    if len(f.payload) < need:
+        raise FormatError(f"header claims {header.width}x{header.height} at quality {header.quality} "
+                          f"({levels * h * w:,} tokens), which takes at least {need:,} payload bytes; the file "
+                          f"has {len(f.payload):,}")
     return f, m
 
 
@@ -495,31 +523,32 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
 
 def _file_tokens(files: list[container.VqzFile], m: LoadedModel) -> np.ndarray:
     """Tokens (N, L, h, w) of parsed files of one model, size, quality and version."""
-    h = files[0].header
-    stride = m.codec.stride
-    grid = -(-h.height // stride), -(-h.width // stride)
     payloads = [f.payload for f in files]
-    if h.version == container.HYPERPRIOR_VERSION:
-        s = stride // m.codec.latent_stride
-        return m.prior.decode(payloads, grid[0] * s, grid[1] * s, m.codec.config.latent)[0]
-    return _coder(m, h.version).decode(payloads, m.codec.levels_for(h.quality), *grid)
+    levels, h, w = _grid(files[0], m)
+    if files[0].header.version == container.HYPERPRIOR_VERSION:
+        return m.prior.decode(payloads, h, w, levels)[0]
+    return _coder(m, files[0].header.version).decode(payloads, levels, h, w)
 
 
-def file_tokens(data: bytes, model: LoadedModel | str | None = None) -> np.ndarray:
+def file_tokens(data: bytes, model: LoadedModel | str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The token grid (L, h, w) a .vqz file holds, without running the decoder network."""
-    f, m = _open(data, model)
+    f, m = _open(data, model, max_pixels)
     return _file_tokens([f], m)[0]
 
 
-def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None) -> list[np.ndarray]:
+def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
     """.vqz files -> RGB uint8 arrays (H, W, 3), whatever their stored colour mode."""
-    return _decode([_open(d, model) for d in datas])
+    return _decode([_open(d, model, max_pixels) for d in datas])
 
 
-def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None) -> list[Image.Image]:
+def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:
     """.vqz files -> Pillow images in their original colour mode (L, LA, RGB or RGBA), with the ICC
-    profile and EXIF the file keeps in `img.info["icc_profile"]` and `img.info["exif"]`."""
-    files = [_open(d, model) for d in datas]
+    profile and EXIF the file keeps in `img.info["icc_profile"]` and `img.info["exif"]`. Files over
+    the limits (`max_pixels`, or a header claiming more than its payload holds) are refused before
+    anything is allocated for them."""
+    files = [_open(d, model, max_pixels) for d in datas]
     images = []
     for (f, _), rgb in zip(files, _decode(files)):
         img = Image.fromarray(rgb, "RGB")
@@ -539,6 +568,6 @@ def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None
     return images
 
 
-def decompress(data: bytes, model: LoadedModel | str | None = None) -> Image.Image:
+def decompress(data: bytes, model: LoadedModel | str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """.vqz bytes -> Pillow image."""
-    return decompress_images([data], model)[0]
+    return decompress_images([data], model, max_pixels)[0]

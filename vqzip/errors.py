@@ -9,6 +9,10 @@ class FormatError(VqzipError):
     """The bytes are not a valid .vqz file of a version we read."""
 
 
+class LimitError(VqzipError):
+    """The input may be valid, but it is larger than this reader accepts (e.g. --max-pixels)."""
+
+
 class ModelNotFound(VqzipError):
     """The model a file names (or a user asked for) is not installed."""
 

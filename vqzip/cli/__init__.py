@@ -20,7 +20,8 @@ import typer
 
 from .. import __version__
 from . import bench, codec, tokens, train
-from .console import err, out
+from .console import error, out
+from .files import Interrupted, handle_signals
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compress images into .vqz files with a learned discrete-token codec, and back.")
@@ -55,9 +56,12 @@ app.command("train-prior")(train.train_prior)
 
 
 def main() -> None:
-    """The console script `vqzip` (and `python -m vqzip`)."""
+    """The console script `vqzip` (and `python -m vqzip`). SIGINT and SIGTERM end it with one line
+    and exit code 128 + the signal (130, 143); outputs finished before are complete, and none is
+    left half-written (see files.py)."""
+    handle_signals()
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    except Interrupted as exc:
+        error(f"interrupted by {exc.name}; the outputs written so far are complete")
+        sys.exit(128 + exc.signum)

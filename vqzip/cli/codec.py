@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import VqzipError
+from ..coding.container import DEFAULT_MAX_PIXELS
+from ..errors import LimitError, VqzipError
 from . import options as opt
 from .console import Failure, err, error, fail, out, print_json, progress, reporting, summary
-from .files import STDIO, emit, read, refuse_clobber, targets
+from .files import STDIO, DiskFull, emit, read, refuse_clobber, targets
 from .walk import expand, make_parent, pillow_reads, vqz_file
 
 if TYPE_CHECKING:
@@ -39,14 +41,14 @@ def encode(
     effort: Annotated[int, typer.Option("--effort", min=0, max=200,
                                         help="Photo codec: refine each image's tokens with this many gradient steps "
                                              "(slower encoding, smaller files, same decoder).")] = 0,
+    max_pixels: opt.MaxPixels = DEFAULT_MAX_PIXELS,
     recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Compress images to .vqz (IMG -> IMG.vqz beside it)."""
     from PIL import Image, UnidentifiedImageError
 
-    from .. import api
-    from ..coding.container import check_size
+    from .. import zoo
 
     goals = [name for name, value in (("--size", size), ("--bpp", bpp), ("--psnr", psnr), ("-Q", quality)) if value is not None]
     if len(goals) > 1:
@@ -58,11 +60,10 @@ def encode(
     dests = targets(inputs, output, out_dir, ".vqz", under)
     try:
         if model is not None:  # else each image's own (api.pick_model), checked as it comes
-            m = api.load_model(model)
-            api.resolve_quality(m, quality)
-            api.format_version(m, prior)
+            zoo.resolve(model)  # a missing model is named at once; loading it (torch) waits for an image
     except VqzipError as exc:
         fail(str(exc))
+    api: Any = None
     failed = bytes_in = bytes_out = done = 0
     with reporting(quiet), progress(quiet, len(inputs)) as bar:
         task = bar.add_task("encoding", total=len(inputs))
@@ -73,9 +74,10 @@ def encode(
                 try:
                     data = read(inputs[i])
                     refuse_clobber(dests[i], force)  # before the work, not only at the write
-                    img = Image.open(io.BytesIO(data))
-                    img.load()
-                    check_size(img.width, img.height)
+                    img = _open_image(data, max_pixels)  # the header only: size checked, no pixel decoded
+                    if api is None:
+                        api = _encoder(model, quality, prior)
+                    _load_pixels(img, max_pixels)
                     images.append((img, len(data)))
                     ok.append(i)
                 except UnidentifiedImageError:
@@ -88,6 +90,9 @@ def encode(
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
             pictures: list[Image.Image] = [img for img, _ in images]
+            if not pictures:
+                bar.advance(task, len(chunk))
+                continue
             groups = {model: list(range(len(pictures)))} if model is not None else api.by_model(pictures, prior)
             coded: dict[int, tuple[Any, int]] = {}  # (Encoded, quality) per picture
             for name, idx in groups.items():
@@ -100,7 +105,8 @@ def encode(
                         coded.update((j, (r.encoded, r.quality)) for j, r in zip(idx, results))
                     else:
                         qg = api.resolve_quality(gm, quality)
-                        encs = api.compress_images(part, gm, qg, batch=batch, prior=prior, metadata=metadata, effort=effort)
+                        encs = api.compress_images(part, gm, qg, batch=batch, prior=prior, metadata=metadata, effort=effort,
+                                                   max_pixels=max_pixels)
                         coded.update((j, (e, qg)) for j, e in zip(idx, encs))
                 except VqzipError as exc:
                     failed += len(idx)
@@ -114,6 +120,8 @@ def encode(
                     if under is not None:
                         make_parent(dests[i])
                     emit(dests[i], enc.data, force)
+                except DiskFull as exc:
+                    fail(f"{exc}; stopped: {done} of {len(inputs)} files written")
                 except Failure as exc:
                     failed += 1
                     error(exc)
@@ -129,12 +137,60 @@ def encode(
         raise typer.Exit(1)
 
 
+def _encoder(model: str | None, quality: int | None, prior: str) -> Any:
+    """vqzip.api (torch), imported once an image needs it, with the model -m names checked against
+    -Q and --prior (a bad one ends the run); without -m each image's model is checked as it comes."""
+    from .. import api
+
+    if model is not None:
+        try:
+            m = api.load_model(model)
+            api.resolve_quality(m, quality)
+            api.format_version(m, prior)
+        except VqzipError as exc:
+            fail(str(exc))
+    return api
+
+
+def _open_image(data: bytes, max_pixels: int) -> Any:
+    """The image in `data` with its size checked against the limits, its pixels not decoded yet
+    (Pillow's Image.open reads the header only), so an oversized image is refused before any work."""
+    from PIL import Image
+
+    from ..coding.container import check_pixels
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our check below names --max-pixels
+    try:
+        img = Image.open(io.BytesIO(data))
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    check_pixels(img.width, img.height, max_pixels)
+    return img
+
+
+def _load_pixels(img: Any, max_pixels: int) -> None:
+    """Decode the pixels, with Pillow's own decompression-bomb check (which some formats repeat for
+    each frame they read) set to the same limit and made an error, never a warning on stderr."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitError(f"{exc} (--max-pixels)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def decode(
     inputs: opt.Inputs,
     output: Annotated[str | None, opt.output("Output file for a single input; its extension picks the format "
                                              "('-' = PNG to stdout).")] = None,
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one the file names).")] = None,
+    max_pixels: opt.MaxPixels = DEFAULT_MAX_PIXELS,
     recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
@@ -152,7 +208,7 @@ def decode(
             try:
                 data = read(name)
                 refuse_clobber(target, force)
-                img = api.decompress(data, model)
+                img = api.decompress(data, model, max_pixels)
                 fmt = "PNG" if str(target) == STDIO else Image.registered_extensions().get(Path(target).suffix.lower())
                 if fmt is None:
                     raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
@@ -165,6 +221,8 @@ def decode(
                 if under is not None:
                     make_parent(target)
                 emit(target, buf.getvalue(), force)
+            except DiskFull as exc:
+                fail(f"{exc}; stopped: {done} of {len(inputs)} files written")
             except (Failure, VqzipError) as exc:
                 failed += 1
                 error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")

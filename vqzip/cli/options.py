@@ -8,10 +8,13 @@ below gives the same flags with that command's help.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+
+from ..coding.container import DEFAULT_MAX_PIXELS, MAX_PIXELS
 
 # --- files in, files out (encode, decode, info) ---------------------------------------------------------
 
@@ -52,9 +55,8 @@ def apply_threads(n: int | None) -> int:
         n = int(env) if env.isdigit() and int(env) > 0 else all_cores()
     for var in THREAD_VARS:
         os.environ[var] = str(n)
-    import torch
-
-    torch.set_num_threads(n)
+    if "torch" in sys.modules:  # else torch reads OMP_NUM_THREADS when a command imports it (--help and
+        sys.modules["torch"].set_num_threads(n)  # refusals never do)
     return n
 
 
@@ -71,6 +73,10 @@ Threads = Annotated[int | None, typer.Option("-j", "--threads", min=1, callback=
 def quality(help: str) -> Any:
     """-Q / --quality: a quality level of the model."""
     return typer.Option("--quality", "-Q", help=help)
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", min=1, max=MAX_PIXELS,
+    help=f"Refuse images of more pixels, before decoding any (default {DEFAULT_MAX_PIXELS:,}; "
+         f"the format's limit is {MAX_PIXELS:,}).")]
 
 
 def output(help: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitError
 
 MAGIC = b"VQ"
 VERSION = 2  # written when the model has a context prior; version 1 otherwise
@@ -22,6 +22,7 @@ VERSIONS = (1, 2, 3)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
+DEFAULT_MAX_PIXELS = 250_000_000  # what readers and writers accept unless told otherwise (--max-pixels)
 MAX_QUALITY = 64
 CRC_BYTES = 4
 METADATA_BIT = 0x80  # in the version byte: a metadata section is present
@@ -118,7 +119,18 @@ def check_size(width: int, height: int) -> None:
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
         raise FormatError(f"image size {width}x{height} outside 1..{MAX_SIDE} per side")
     if width * height > MAX_PIXELS:
-        raise FormatError(f"image of {width * height} pixels exceeds the limit of {MAX_PIXELS}")
+        raise FormatError(f"image of {width * height:,} pixels exceeds the limit of {MAX_PIXELS:,}, the format's maximum")
+
+
+def check_pixels(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse an image of more than `max_pixels` pixels (LimitError), and one outside the format's
+    limits (FormatError): what readers and writers check before they allocate anything for it."""
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise FormatError(f"image size {width}x{height} outside 1..{MAX_SIDE} per side")
+    if width * height > max_pixels:
+        raise LimitError(f"image of {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                         f"{max_pixels:,} pixels (--max-pixels)")
+    check_size(width, height)
 
 
 def _varint(n: int) -> bytes:

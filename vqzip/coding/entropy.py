@@ -3,9 +3,13 @@
 Tables are integers so that encoder and decoder build bit-identical models on any machine: the float64
 view of an integer array is exact, and constriction's (non-"perfect") quantization of it is
 deterministic. Tables are either one row shared by every symbol, or one row per symbol.
+
+A payload's length is bounded below by what its symbols cost (see payload_floor): a decoder refuses a
+header that claims more tokens than its payload can hold, before it allocates anything for them.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import constriction
@@ -17,6 +21,33 @@ cmodel = constriction.stream.model  # a Rust extension: its submodules are attri
 queue = constriction.stream.queue
 
 _FAMILY = cmodel.Categorical(perfect=False)
+PRECISION = 24  # bits of constriction's fixed-point probabilities (its Python models' precision)
+SLACK_BITS = 64  # what the coder may save against its symbols' cost: the two words of its state
+
+
+def payload_floor(bits: float) -> int:
+    """The fewest payload bytes (trailing zero bytes removed) a decoder accepts for symbols that cost
+    at least `bits` in all: range coding them emits at least that many bits, less SLACK_BITS.
+
+    One exception, which the encoder mends: the zero words a run of symbols at the bottom of their
+    tables (symbol 0) leaves at the end are dropped with the trailing zero bytes, so such a payload
+    can be shorter; TokenEncoder.finish pads it (see there)."""
+    return max(0, math.ceil((bits - SLACK_BITS) / 8))
+
+
+def max_probability(freq: np.ndarray) -> np.ndarray:
+    """An upper bound on the probability constriction codes each symbol with, per table (last axis):
+    its leaky quantization gives a symbol of count f out of total F at most
+    f * (2^PRECISION - K) / F + 2 of 2^PRECISION (with a margin for float rounding)."""
+    freq = np.asarray(freq, dtype=np.float64)
+    k = freq.shape[-1]
+    scale = (2.0 ** PRECISION - k) / freq.sum(-1, keepdims=True)
+    return np.minimum((freq * scale * (1 + 1e-9) + 2) / 2.0 ** PRECISION, 1.0)
+
+
+def min_bits(freq: np.ndarray) -> np.ndarray:
+    """The fewest bits any one symbol costs under each table (last axis) once constriction quantizes it."""
+    return -np.log2(max_probability(freq).max(-1))
 
 
 def _probabilities(freq: np.ndarray) -> np.ndarray:
@@ -53,10 +84,24 @@ class TokenEncoder:
         else:
             self._coder.encode(symbols, _FAMILY, _probabilities(freq))
 
-    def finish(self) -> bytes:
+    def finish(self, floor_bits: float = 0.0) -> bytes:
         """The payload: little-endian 32-bit words, trailing zero bytes dropped (the decoder reads
-        zeros past the end, so they carry no information)."""
-        return self._coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+        zeros past the end, so they carry no information).
+
+        `floor_bits` is what the symbols cost at the least (the coder's min_payload_bits): a payload
+        shorter than payload_floor(floor_bits) plus a byte (a margin against float rounding on other
+        machines) is padded to that length. That happens only when the symbols end in a long run of
+        symbol 0, whose zero words were dropped: the padding puts them back, then one more zero word,
+        then bytes that end in 1. A decoder reads at most one word past the words the encoder wrote
+        (two to start, one per renormalisation, as the encoder), so it never reads the padding, and
+        every reader decodes a padded payload as it would the unpadded one."""
+        words = self._coder.get_compressed().astype("<u4").tobytes()
+        payload = words.rstrip(b"\0")
+        need = payload_floor(floor_bits) + 1 if floor_bits > SLACK_BITS else 0
+        if len(payload) >= need:
+            return payload
+        padded = words + bytes(4)
+        return padded + bytes(max(0, need - len(padded) - 1)) + b"\x01"
 
 
 class TokenDecoder:

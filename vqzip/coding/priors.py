@@ -5,24 +5,48 @@
 
 Both code a batch of same-size images, each into its own payload, level by level (level 0 first), so
 a file of quality q holds levels 0..q-1. Every table entry is at least 1: any token stays codable.
+
+Each also bounds what its payloads can hold (min_payload_bits, the `PayloadCoder` protocol below), so
+the decoder refuses a header that claims more tokens than the payload can code before it allocates
+anything for them.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..errors import FormatError
-from .entropy import TokenDecoder, TokenEncoder, ideal_bits
+from .entropy import TokenDecoder, TokenEncoder, ideal_bits, max_probability, min_bits
 
 PREFIX = "prior.static."  # tensor names inside the model's safetensors file
 CONTEXT_PREFIX = "prior.context."  # tensor names inside the model's companion .prior.safetensors file
 MAX_ROWS = 1 << 14  # token tables computed at once (float32 logits, x K x 4 bytes): bounds memory on large images
 PENDING_ENTRIES = 1 << 22  # table entries (x 2 bytes, 8 MB) held back so the coder is called once per image for many levels
 TABLE_ENTRIES = 1 << 17  # table entries (x 8 bytes, 1 MB) looked up at once: the coder reads them from cache
+
+
+class PayloadCoder(Protocol):
+    """What vqzip.api asks of the coder of a format version's payloads (StaticPrior: version 1,
+    ContextPrior: version 2). `levels, h, w` are decode()'s shape arguments: the token grid a header
+    claims.
+
+    min_payload_bits(levels, h, w) is a lower bound on the bits any payload coding such a grid costs
+    (the sum over its tokens of the fewest bits each can cost under the coder's tables). The decoder
+    refuses a payload shorter than entropy.payload_floor(bound) before it allocates anything for the
+    grid, and encode() must never write a shorter one (TokenEncoder.finish(bound) pads), so the bound
+    caps how much any payload can make the decoder do."""
+
+    def encode(self, tokens: np.ndarray) -> list[tuple[bytes, float]]: ...
+
+    def decode(self, payloads: list[bytes], levels: int, h: int, w: int) -> np.ndarray: ...
+
+    def min_payload_bits(self, levels: int, h: int, w: int) -> float: ...
 
 
 @dataclass
@@ -45,16 +69,27 @@ class StaticPrior:
     def to_tensors(self) -> dict[str, np.ndarray]:
         return {f"{PREFIX}{i}": f for i, f in enumerate(self.frequencies)}
 
+    @cached_property
+    def level_floors(self) -> list[float]:
+        """The fewest bits one token of each level can cost: -log2 of the largest probability its
+        table gives any token (as constriction quantizes it)."""
+        return [float(min_bits(f)) for f in self.frequencies]
+
+    def min_payload_bits(self, levels: int, h: int, w: int) -> float:
+        """The fewest bits `levels` levels of an h x w token grid can cost (PayloadCoder)."""
+        return h * w * math.fsum(self.level_floors[:levels])
+
     def encode(self, tokens: np.ndarray) -> list[tuple[bytes, float]]:
         """Range-code each image's tokens (N, L, h, w), level by level in raster order; returns
         (payload, ideal size in bits) per image."""
         out = []
+        floor = self.min_payload_bits(*tokens.shape[1:])
         for image in tokens:
             enc, bits = TokenEncoder(), 0.0
             for lvl in range(image.shape[0]):
                 enc.encode(image[lvl].ravel(), self.frequencies[lvl])
                 bits += ideal_bits(image[lvl], self.frequencies[lvl])
-            out.append((enc.finish(), bits))
+            out.append((enc.finish(floor), bits))
         return out
 
     def level_bits(self, tokens: np.ndarray) -> np.ndarray:
@@ -94,6 +129,35 @@ class ContextPrior:
         step = max(1, MAX_ROWS // min(h * w, BLOCK))
         return (slice(s, min(s + step, n)) for s in range(0, n, step))
 
+    @cached_property
+    def floors(self) -> tuple[float, float]:
+        """(fewest bits a token of level 0, group 0 can cost; fewest bits any token can cost).
+
+        A level-0 position of group 0 sees no token at all (its same-level neighbours come later, it
+        has no coarser level), so every such position, on any grid, gets the same tables: the first
+        number is the least, over all K tokens, of -log2 p(hi) - log2 p(lo | hi) under them. Any other
+        token's tables depend on what was decoded before; all that bounds them is the LUT: the most
+        probable symbol gets at most LUT[0], every other one at least 1. That floor is tiny (about
+        0.0007 bits a token), so it is the group-0 tokens, 1 in 16 of level 0, that bound a payload."""
+        k, (hi_size, lo_size) = self.config.vocab, self.config.split
+        t = torch.arange(k).view(k, 1, 1, 1)  # K images of 1 x 1: each token once at level 0, group 0
+        (_, _, hi, hi_gaps, lo, lo_gaps), = self.model.known_gaps(t, 1)
+        rows = np.arange(k)
+        p_hi = max_probability(self.model.tables(hi_gaps)[:, 0])[rows, hi[:, 0]]
+        p_lo = max_probability(self.model.tables(lo_gaps)[:, 0])[rows, lo[:, 0]]
+        group0 = float((-np.log2(p_hi) - np.log2(p_lo)).min())
+        top, least = float(self.model.lut.max()), float(self.model.lut.min())
+        any_token = sum(float(min_bits(np.array([top] + [least] * (n - 1)))) for n in (hi_size, lo_size))
+        return group0, any_token
+
+    def min_payload_bits(self, levels: int, h: int, w: int) -> float:
+        """The fewest bits `levels` levels of an h x w token grid can cost (PayloadCoder): its
+        level-0 tokens of group 0 (rows and columns 0 mod 4) at `floors[0]` each, all others at
+        `floors[1]`."""
+        group0, any_token = self.floors
+        first = -(-h // 4) * -(-w // 4) if levels else 0
+        return first * group0 + (levels * h * w - first) * any_token
+
     def level_bits(self, tokens: np.ndarray) -> np.ndarray:
         """Ideal bits (N, L) of each image's tokens (N, L, h, w), level by level."""
         n, levels, h, w = tokens.shape
@@ -110,6 +174,7 @@ class ContextPrior:
         tokens, then their low parts."""
         n, levels, h, w = tokens.shape
         out: list[tuple[bytes, float]] = []
+        floor = self.min_payload_bits(levels, h, w)
         for part in self._batches(n, h, w):
             t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
             encoders, bits = [TokenEncoder() for _ in range(len(t))], np.zeros(len(t))
@@ -123,7 +188,7 @@ class ContextPrior:
                 if sum(g.size for _, g in pending) >= PENDING_ENTRIES:
                     bits += _code_in_order(encoders, pending, self.model.tables)
             bits += _code_in_order(encoders, pending, self.model.tables)
-            out += [(e.finish(), float(b)) for e, b in zip(encoders, bits)]
+            out += [(e.finish(floor), float(b)) for e, b in zip(encoders, bits)]
         return out
 
     def decode(self, payloads: list[bytes], levels: int, h: int, w: int) -> np.ndarray:

@@ -1,0 +1,74 @@
+"""The decoder's fuzz harness (vqzip/fuzz.py): seeded, resumable, and a short run with no crash, no
+input over 2 s and none over 1 GB. The long run is benchmarks/fuzz_decoder.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vqzip import fuzz
+from vqzip.coding import container
+from vqzip.errors import FormatError
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[bytes]:
+    return fuzz.seed_corpus()
+
+
+def test_the_corpus_covers_models_versions_sizes_and_modes(corpus):
+    headers = [container.parse_header(data)[0] for data in corpus]
+    assert len(corpus) >= 40
+    assert {h.version for h in headers} == {1, 2, 3}
+    assert {h.mode for h in headers} == set(container.MODES)
+    assert {(h.width, h.height) for h in headers} >= set(fuzz.SIZES)
+    assert len({h.model_id for h in headers}) == len(fuzz.MODELS)
+
+
+def test_same_seed_same_inputs(corpus):
+    keys = fuzz.checksum_keys()
+    a, b = fuzz.Mutator(corpus, keys), fuzz.Mutator(list(corpus), dict(keys))
+    first = [a.input(7, i) for i in range(300)]
+    assert first == [b.input(7, i) for i in range(300)]
+    assert [b.input(7, i) for i in range(150, 300)] == first[150:]  # any index alone: resumable anywhere
+    assert first != [a.input(8, i) for i in range(300)]
+    assert len({data for data, _ in first}) > 250
+    assert sum("crc" in ops for _, ops in first) > 100  # about half reach the payload decoder
+
+
+def test_outcomes_are_classed(corpus):
+    """VqzipError is a clean refusal; anything else is a crash, kept with its input for replay."""
+    mutator = fuzz.Mutator(corpus, fuzz.checksum_keys())
+
+    def decode(data: bytes) -> None:
+        if data[-1] % 3 == 0:
+            raise FormatError("refused")
+        if data[-1] % 3 == 1:
+            raise IndexError("boom")
+
+    stats, end = fuzz.run_inputs(mutator, 0, 0, 60, decode)
+    assert end == 60 and stats.inputs == 60
+    assert stats.outcomes["crash"] == len(stats.crashes) > 0 and stats.outcomes["refused"] > 0
+    crash = stats.crashes[0]
+    assert crash["error"] == "IndexError: boom"
+    assert bytes.fromhex(crash["input"]) == mutator.input(0, crash["index"])[0]
+    assert fuzz.Stats.from_dict(json.loads(json.dumps(stats.to_dict()))).to_dict() == stats.to_dict()
+
+
+def test_short_run_no_crash_none_slow_none_big(corpus, tmp_path):
+    """About 20 s of the campaign in one worker process, stopped and resumed half way through."""
+    state = tmp_path / "state.json"
+    logged: list[str] = []
+    first = fuzz.campaign(10**9, seed=1, workers=1, state_path=state, chunk=100, seconds=7, corpus=corpus, log=logged.append)
+    resumed = fuzz.campaign(10**9, seed=1, workers=1, state_path=state, chunk=100, seconds=7, corpus=corpus,
+                            log=logged.append)
+    stats = resumed["stats"]
+    assert resumed["sessions"][0]["to"] == first["next_index"] == resumed["sessions"][1]["from"]
+    assert stats["inputs"] == resumed["next_index"] > first["next_index"] >= 100
+    assert stats["outcomes"].get("crash", 0) == 0, stats["crashes"][:3]
+    assert stats["outcomes"].get("hang", 0) == 0 and not stats["slow"], stats["slow"][:3]
+    assert not stats["big"] and stats["max_rss_mb"] < fuzz.BIG_MB
+    assert stats["outcomes"].get("ok", 0) > 0 and stats["outcomes"].get("refused", 0) > 0
+    assert json.loads(state.read_text())["next_index"] == resumed["next_index"]
+    with pytest.raises(ValueError, match="another seed"):
+        fuzz.campaign(10**9, seed=2, workers=1, state_path=state, seconds=0, corpus=corpus)
