@@ -50,13 +50,16 @@ def apply_threads(n: int | None) -> int:
     """Use `n` threads (None: $OMP_NUM_THREADS where set, as torchrun sets it, else all cores): the
     OpenMP / BLAS variables, which numpy's BLAS reads when it is first imported (the commands import it
     after this runs), and torch.set_num_threads. Returns the number."""
+    asked = n is not None
     if n is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         n = int(env) if env.isdigit() and int(env) > 0 else all_cores()
     for var in THREAD_VARS:
         os.environ[var] = str(n)
-    if "torch" in sys.modules:  # else torch reads OMP_NUM_THREADS when a command imports it (--help and
-        sys.modules["torch"].set_num_threads(n)  # refusals never do)
+    if asked or "torch" in sys.modules:  # else torch's own default, the same number, applies when a command
+        import torch  # imports it: --help and refusals need no torch
+
+        torch.set_num_threads(n)
     return n
 
 
