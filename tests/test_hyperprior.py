@@ -240,7 +240,7 @@ def test_cli_encodes_and_decodes_with_the_photo_model(photo_env: Path, tmp_path:
     assert Image.open(tmp_path / "b.png").size == (96, 80)
 
 
-def test_without_a_model_photos_get_the_photo_codec_and_small_images_the_small_model(
+def test_without_a_model_photos_go_to_the_photo_codec_once_one_is_set(
         photo_env: Path, tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
@@ -248,7 +248,7 @@ def test_without_a_model_photos_get_the_photo_codec_and_small_images_the_small_m
     from vqzip.coding import container
 
     monkeypatch.setenv("VQZIP_MODELS", os.pathsep.join([str(photo_env), str(tiny_models)]))
-    monkeypatch.setattr(api, "DEFAULT_PHOTO_MODEL", "tiny-photo")
+    monkeypatch.setattr(api, "AUTO_PHOTO_MODEL", "tiny-photo")
     monkeypatch.setattr(api, "DEFAULT_MODEL", "tiny-rvq")
     side = api.PHOTO_MIN_SIDE
     photo, thumb = Image.fromarray(_image(side, side + 8)), Image.fromarray(_image(side - 1, 200))
@@ -288,3 +288,10 @@ def test_effort_refines_tokens_for_the_same_decoder(photo_model) -> None:
     y0, z0 = api.photo_tokens(img[None], photo_model, 2)
     y1, z1 = api.photo_tokens(img[None], photo_model, 2, effort=5)
     assert (y0 != y1).any() and (api.file_tokens(refined) == y1[0]).all() and plain != refined
+
+
+def test_no_photo_codec_is_picked_while_none_beats_the_small_model() -> None:
+    """photo-hp is installed but does not yet beat cifar10-rvq on photos, so nothing picks it unasked."""
+    from vqzip import api
+
+    assert api.AUTO_PHOTO_MODEL is None and api.pick_model(768, 512) == api.DEFAULT_MODEL

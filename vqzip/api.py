@@ -23,7 +23,7 @@ from .coding.container import DEFAULT_MAX_PIXELS
 from .coding.entropy import payload_floor
 from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
-from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, LoadedModel, available_models, find_by_id, load_model
+from .zoo import DEFAULT_MODEL, LoadedModel, available_models, find_by_id, load_model
 
 TILE = 128  # latent positions per tile side: bounds memory for any image size
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
@@ -320,15 +320,20 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
     return [out[i] for i in range(len(prepared))]
 
 
-PHOTO_MIN_SIDE = 128  # pixels on the short side from which the photo codec wins (benchmarks/pick_model.py)
+PHOTO_MIN_SIDE = 128  # pixels on the short side from which photos go to the photo codec
+# The photo codec photos go to, or None while none beats the small-image model on photos. photo-hp
+# does not yet: +10.4 % BD-rate against cifar10-rvq on Kodak (benchmarks/card_vs_references.py,
+# benchmarks/results/photo-hp-vs-references.json); benchmarks/pick_model.py sets PHOTO_MIN_SIDE once one does.
+AUTO_PHOTO_MODEL: str | None = None
 
 
 def pick_model(width: int, height: int, prior: str = "auto") -> str:
-    """The model for an image when none is named: the photo codec (when installed) for images at least
-    PHOTO_MIN_SIDE pixels on their short side, the small-image model below that. A `prior` other than
-    "auto" chooses how tokens are coded, which only the small-image model's files have."""
-    if prior == "auto" and min(width, height) >= PHOTO_MIN_SIDE and DEFAULT_PHOTO_MODEL in available_models():
-        return DEFAULT_PHOTO_MODEL
+    """The model for an image when none is named: AUTO_PHOTO_MODEL (when set and installed) for images
+    at least PHOTO_MIN_SIDE pixels on their short side, the small-image model otherwise. A `prior`
+    other than "auto" chooses how tokens are coded, which only the small-image model's files have."""
+    photo = AUTO_PHOTO_MODEL
+    if photo and prior == "auto" and min(width, height) >= PHOTO_MIN_SIDE and photo in available_models():
+        return photo
     return DEFAULT_MODEL
 
 

@@ -1,0 +1,49 @@
+"""A model card's measured curve against the reference curves of a committed bench run: BD-rate and
+the rate each reference needs at each of the card's PSNRs (as `vqzip bench` prints them).
+
+    python benchmarks/card_vs_references.py models/photo-hp.json benchmarks/results/kodak/results.json \
+        [--out benchmarks/results/photo-hp-vs-references.json]
+
+Both must be measured on the same images (the card's results.dataset and the run's meta.dataset).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vqzip.bench.metrics import bd_rate, rate_at_psnr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("card", type=Path)
+    ap.add_argument("runs", type=Path, nargs="+", help="bench results.json files holding the reference curves")
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args()
+    card = json.loads(a.card.read_text())
+    rows = card["results"]["per_quality"]
+    rates, psnrs = [r["bpp"] for r in rows], [r["psnr"] for r in rows]
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for run in a.runs:
+        for p in json.loads(run.read_text())["points"]:
+            if p["codec"] != "png":
+                curves.setdefault(f"{p['codec']} ({run.parent.name})", ([], []))
+                curves[f"{p['codec']} ({run.parent.name})"][0].append(p["bpp"])
+                curves[f"{p['codec']} ({run.parent.name})"][1].append(p["psnr"])
+    out = {"card": str(a.card), "model_id": card.get("model_id"), "runs": [str(r) for r in a.runs], "references": {}}
+    for name, (r, d) in curves.items():
+        equal = []
+        for q, bpp, db in zip((row["quality"] for row in rows), rates, psnrs):
+            ref = rate_at_psnr(r, d, db)
+            equal.append({"quality": q, "bpp": bpp, "psnr": db, "reference_bpp": ref,
+                          "more_bits_percent": None if ref is None else 100 * (bpp / ref - 1)})
+        bd = bd_rate(r, d, rates, psnrs)
+        out["references"][name] = {"bd_rate_percent": bd, "at_equal_psnr": equal}
+        print(f"{name:40s} BD-rate {'n/a' if bd is None else f'{bd:+.1f} %'}")
+    if a.out:
+        a.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
