@@ -295,3 +295,17 @@ def test_no_photo_codec_is_picked_while_none_beats_the_small_model() -> None:
     from vqzip import api
 
     assert api.AUTO_PHOTO_MODEL is None and api.pick_model(768, 512) == api.DEFAULT_MODEL
+
+
+def test_rate_targets_work_with_the_photo_codec(photo_model) -> None:
+    """--size / --psnr pick a quality of the photo codec too (compress_to_target bisects its 2 here)."""
+    from PIL import Image
+
+    from vqzip import api
+
+    img = Image.fromarray(_image(64, 64))
+    sizes = [len(api.compress_images([img], photo_model, q)[0].data) for q in (1, 2)]
+    chosen = api.compress_to_target([img], photo_model, size=sizes[0])[0]  # the largest quality within q1's size
+    assert chosen.met and len(chosen.data) <= sizes[0]
+    assert chosen.quality == max(q for q, n in zip((1, 2), sizes) if n <= sizes[0])
+    assert api.decompress(chosen.data).size == (64, 64)
