@@ -4,11 +4,12 @@ Input `i` of seed `s` is one file of a seed corpus (valid files of the installed
 format versions, five sizes, five colour modes, several qualities; plus the committed samples in
 tests/data), mutated by operations that `random.Random(f"{s}:{i}")` alone chooses: header fields
 (version, model id, width and height as normal, overlong, over-long and unterminated varints, flags,
-the alpha length and contents, zlib bombs), the payload (another file's, random, empty, truncated),
-then bytes (bit flips, interesting values, truncation, insertions, deletions, duplications), and for
-half the inputs the checksum recomputed with the key of the model the header names, so that they reach
-the payload decoder. Any input can be rebuilt from (seed, index), so a run can stop and resume
-anywhere: `campaign` keeps its progress in a state file.
+the alpha length and contents, zlib bombs, the metadata section and the bit announcing it), the
+payload (another file's, random, empty, truncated), then bytes (bit flips, interesting values,
+truncation, insertions, deletions, duplications), and for half the inputs the checksum recomputed
+with the key of the model the header names, so that they reach the payload decoder. Any input can be
+rebuilt from (seed, index), so a run can stop and resume anywhere: `campaign` keeps its progress in a
+state file.
 
 Each input goes through vqzip.api.decompress, the path `vqzip decode` takes, with the default limits,
 and is classed: `ok` (decoded), `refused` (a VqzipError: one line in the CLI), `crash` (any other
@@ -143,15 +144,18 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def split(data: bytes) -> dict[str, bytes]:
-    """The fields of a valid file: magic, version, id, width, height, flags, alpha_len, alpha, payload, crc."""
+    """The fields of a valid file: magic, version, id, width, height, flags, alpha_len, alpha,
+    meta_len, meta (the metadata section), payload, crc."""
     header, pos = container.parse_header(data)
     _, w_end = _read_varint(data, 5)
     _, h_end = _read_varint(data, w_end)
     fields = {"magic": data[:2], "version": data[2:3], "id": data[3:5], "width": data[5:w_end],
-              "height": data[w_end:h_end], "flags": data[h_end:pos], "alpha_len": b"", "alpha": b""}
-    if header.has_alpha:
-        n, end = _read_varint(data, pos)
-        fields["alpha_len"], fields["alpha"], pos = data[pos:end], data[end:end + n], end + n
+              "height": data[w_end:h_end], "flags": data[h_end:pos], "alpha_len": b"", "alpha": b"",
+              "meta_len": b"", "meta": b""}
+    for present, length, body in ((header.has_alpha, "alpha_len", "alpha"), (header.has_metadata, "meta_len", "meta")):
+        if present:
+            n, end = _read_varint(data, pos)
+            fields[length], fields[body], pos = data[pos:end], data[end:end + n], end + n
     fields["payload"], fields["crc"] = data[pos:-4], data[-4:]
     return fields
 
@@ -177,9 +181,23 @@ def _encode_number(rng: random.Random, n: int) -> bytes:
 
 
 def _mutate_field(rng: random.Random, f: dict[str, bytes], corpus: list[bytes], ids: list[int]) -> str:
-    name = rng.choice(("version", "id", "width", "height", "flags", "alpha", "payload", "payload", "size"))
+    name = rng.choice(("version", "id", "width", "height", "flags", "alpha", "payload", "payload", "size", "metadata"))
     if name == "version":
-        f["version"] = bytes([rng.choice((0, 1, 2, 3, 255, rng.randrange(256)))])
+        f["version"] = bytes([rng.choice((0, 1, 2, 3, 4, 255, rng.randrange(256), f["version"][0] ^ container.METADATA_BIT))])
+    elif name == "metadata":  # the section (after the alpha one), and the version byte's bit that announces it
+        choice = rng.random()
+        if choice < 0.3:
+            f["meta"] = zlib.compress(bytes(rng.choice((1, 1000, 1 << 20, (1 << 24) + 1))))  # up to past the cap
+        elif choice < 0.5:
+            f["meta"] = rng.randbytes(rng.randrange(64))
+        elif choice < 0.8:
+            tag, n = rng.choice((1, 2, 3, 0, 255)), rng.choice((0, 1, 5, 1000, 1 << 30))
+            f["meta"] = zlib.compress(bytes([tag]) + _varint(n) + rng.randbytes(rng.randrange(64)))
+        else:
+            f["meta_len"] = _encode_number(rng, _number(rng))
+        if choice < 0.8:
+            f["meta_len"] = _varint(len(f["meta"]))
+        f["version"] = bytes([f["version"][0] | container.METADATA_BIT])
     elif name == "id":
         f["id"] = (rng.choice(ids) if ids and rng.random() < 0.7 else rng.randrange(1 << 16)).to_bytes(2, "big")
     elif name in ("width", "height"):
@@ -267,7 +285,7 @@ class Mutator:
             for _ in range(rng.choice((1, 1, 2, 4))):
                 ops.append(_mutate_bytes(rng, data))
         if rng.random() < CHECKSUM_FIXED and len(data) >= 9:
-            key = self.keys.get((int.from_bytes(data[3:5], "big"), data[2]))
+            key = self.keys.get((int.from_bytes(data[3:5], "big"), data[2] & container.PAYLOAD_KIND))
             if key is None and self.keys:
                 key = self.keys[rng.choice(sorted(self.keys))]
             if key is not None:
