@@ -39,8 +39,9 @@ def summary(state: dict, args: argparse.Namespace) -> dict:
                     "python": platform.python_version()},
         "note": "each input: vqzip.api.decompress with the default limits, in worker processes of one torch thread, "
                 "niced beside other jobs on a shared machine; crash = any exception that is not a VqzipError; "
-                "over_1_gb = inputs after which the worker's ru_maxrss (which includes ~0.4 GB of torch and models) "
-                "passed 1 GB",
+                "over_1_gb = inputs after which the worker's ru_maxrss passed 1 GB; that peak includes torch and the "
+                "models (~0.35 GB) and, as a child's ru_maxrss does, the parent's resident size when it forked (the "
+                "campaign process, which built the corpus, ~0.4 GB), so it is an upper bound on any input's own peak",
         "crash_list": stats["crashes"][:20], "slow_list": stats["slow"][:20], "big_list": stats["big"][:20],
         "refusals": stats["refusals"],
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -58,7 +59,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fuzz_decoder.json"))
     ap.add_argument("--replay", type=int, default=None, help="Write input I to --out-input and decode it here.")
     ap.add_argument("--out-input", type=Path, default=Path("fuzz-input.vqz"))
+    ap.add_argument("--report", action="store_true", help="Write --out from --state as it is (done or not); run nothing.")
     args = ap.parse_args()
+    if args.report:
+        state = json.loads(args.state.read_text())
+        args.out.write_text(json.dumps(summary(state, args), indent=2) + "\n")
+        print(f"{state['next_index']:,} inputs reported to {args.out}")
+        return
     if args.replay is not None:
         from vqzip import api
 
