@@ -373,7 +373,7 @@ def run_inputs(mutator: Mutator, seed: int, start: int, stop: int,
             data, ops = mutator.input(seed, index)
             outcome, detail = "ok", ""
             signal.alarm(HANG_S)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -385,7 +385,7 @@ def run_inputs(mutator: Mutator, seed: int, start: int, stop: int,
             except Exception as exc:
                 outcome, detail = "crash", f"{type(exc).__name__}: {exc}"[:500]
             finally:
-                seconds = time.perf_counter() - t0
+                seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
                 signal.alarm(0)
             stats.inputs += 1
             stats.outcomes[outcome] += 1
@@ -399,7 +399,9 @@ def run_inputs(mutator: Mutator, seed: int, start: int, stop: int,
             elif outcome == "refused":
                 stats.refusals[detail] += 1
             if seconds > SLOW_S:
-                stats.slow.append({"index": index, "seconds": round(seconds, 3), "mutations": ops, "outcome": outcome})
+                # cpu_s: this thread's CPU time; far below `seconds`, the worker waited for a core
+                stats.slow.append({"index": index, "seconds": round(seconds, 3), "cpu_s": round(cpu, 3), "mutations": ops,
+                                   "outcome": outcome})
             if rss > BIG_MB:
                 stats.big.append({"index": index, "rss_mb": round(rss, 1), "mutations": ops, "outcome": outcome})
                 return stats, index + 1
