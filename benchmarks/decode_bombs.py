@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -83,13 +84,29 @@ def run(path: Path, out: Path, no_bound: bool = False) -> dict:
             "stderr_lines": len(lines), "message": lines[0][:160] if lines else ""}
 
 
-def largest_grid(coder, levels: int, nbytes: int, wide: bool, stride: int) -> tuple[int, int]:
-    """The largest grid (h, w) of the given shape whose bound still fits `nbytes` of payload."""
+def claim_shape(m, version: int, quality: int, width: int, height: int) -> tuple[int, ...]:
+    """The shape a header of this size claims, as the decoder reads it (api._grid): the arguments of
+    its coder's min_payload_bits."""
+    from types import SimpleNamespace
+
+    from vqzip import api
+    from vqzip.coding import container
+
+    header = container.Header(m.model_id, width, height, "RGBA", quality, version)
+    return api._grid(SimpleNamespace(header=header), m)  # type: ignore[arg-type]
+
+
+def largest_grid(m, version: int, quality: int, nbytes: int, wide: bool) -> tuple[int, int]:
+    """The largest grid (h, w) of stride-sized cells, of the given shape, whose bound still fits
+    `nbytes` of payload."""
+    from vqzip import api
     from vqzip.coding import container
     from vqzip.coding.entropy import payload_floor
 
+    coder, stride = api._coder(m, version), m.codec.stride
+
     def fits(h: int, w: int) -> bool:
-        return payload_floor(coder.min_payload_bits(levels, h, w)) <= nbytes
+        return payload_floor(coder.min_payload_bits(*claim_shape(m, version, quality, w * stride, h * stride))) <= nbytes
     limit = container.MAX_SIDE // stride
     if wide:
         h = 4
@@ -110,6 +127,8 @@ def payload_variants(m, version: int, levels: int, h: int, w: int, nbytes: int) 
     rng = np.random.default_rng(0)
     if nbytes == 0:
         return {"empty": b""}
+    if version == 3:  # the photo codec: no token grid of its own to code here
+        return {"zeros-then-01": bytes(nbytes - 1) + b"\x01"}
     coder = m.context if version == 2 else m.prior
     vocab = m.codec.quantizer.vocab_sizes[0]
     hh, ww = min(h, 64), min(w, 64)  # a real payload's start: random tokens of a (smaller) grid, coded
@@ -153,32 +172,33 @@ def craft(folder: Path, models: list[str]) -> None:
 
     for name in models:
         m = api.load_model(name)
-        job(api.compress(np.zeros((1, 1, 3), np.uint8), m, 1, prior="static"),
+        job(api.compress(np.zeros((1, 1, 3), np.uint8), m, 1, prior="auto" if m.is_hyperprior else "static"),
             {"model": name, "case": "baseline: a valid 1x1 file"})
-        for version in (1, 2) if m.context is not None else (1,):
-            coder, stride = (m.context if version == 2 else m.prior), m.codec.stride
+        for version in (3,) if m.is_hyperprior else (1, 2) if m.context is not None else (1,):
+            stride = m.codec.stride
             for width, height in ((2048, 2048), (65536, 4096)):
                 header = container.Header(m.model_id, width, height, "RGBA", m.qualities, version)
                 job(container.build(header, b"\x07", m.key(version), b""),
                     {"model": name, "version": version, "case": f"claim {width}x{height}, quality {m.qualities}, 1 payload byte"})
             for quality in sorted({1, m.qualities}) if version == 1 else (m.qualities,):
-                levels = m.codec.levels_for(quality)
+                levels = 0 if version == 3 else m.codec.levels_for(quality)
                 for nbytes in PAYLOADS:
                     for wide in (False, True):
-                        h, w = largest_grid(coder, levels, nbytes, wide, stride)
+                        h, w = largest_grid(m, version, quality, nbytes, wide)
                         width, height = w * stride, h * stride
                         header = container.Header(m.model_id, width, height, "RGBA", quality, version)
                         meta = {"model": name, "version": version, "quality": quality, "payload_bytes": nbytes,
-                                "claim": f"{width}x{height}", "pixels": width * height, "tokens": levels * h * w,
+                                "claim": f"{width}x{height}", "pixels": width * height,
+                                "tokens": math.prod(claim_shape(m, version, quality, width, height)),
                                 "case": "largest claim the bound lets through"}
                         for label, payload in payload_variants(m, version, levels, h, w, nbytes).items():
                             data = container.build(header, payload, m.key(version), b"")
                             assert len(data) < 1024
                             job(data, {**meta, "payload": label})
                         job(container.build(header, b"", m.key(version), b""), {**meta, "payload": "full decode"}, no_bound=True)
-            if version == 2:
+            if version >= 2:
                 data, side = white_under_1kb(m, 1)
-                job(data, {"model": name, "version": 2, "quality": 1, "claim": f"{side}x{side}", "pixels": side * side,
+                job(data, {"model": name, "version": version, "quality": 1, "claim": f"{side}x{side}", "pixels": side * side,
                            "case": "real file: the largest white square under 1 kB, as vqzip encodes it"})
     (folder / "jobs.json").write_text(json.dumps(jobs))
 
@@ -186,7 +206,7 @@ def craft(folder: Path, models: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/decode_bombs.json"))
-    ap.add_argument("--models", default="cifar10-rvq,photo-rvq,photo-rvq-v1,cifar10-vq,cifar10-byte")
+    ap.add_argument("--models", default="cifar10-rvq,photo-rvq,photo-rvq-v1,cifar10-vq,cifar10-byte,photo-hp")
     ap.add_argument("--craft", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.craft:
