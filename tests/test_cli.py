@@ -342,12 +342,14 @@ def _in_process(code: str, **env) -> str:
     return proc.stdout.strip()
 
 
-def test_threads_option_reaches_torch_and_blas():
+def test_threads_option_reaches_the_runtime_blas_and_a_loaded_torch():
     sample = Path(__file__).resolve().parent / "data" / "sample-v1.vqz"
-    show = "import os, torch; print(r.exit_code, torch.get_num_threads(), os.environ['OPENBLAS_NUM_THREADS'])"
+    show = "import os; from vqzip import runtime; print(r.exit_code, runtime._threads, os.environ['OPENBLAS_NUM_THREADS'])"
     assert _in_process(f"r = CliRunner().invoke(app, ['verify', '-j', '3', {str(sample)!r}]); {show}") == "0 3 3"
     cores = len(os.sched_getaffinity(0))
     assert _in_process(f"r = CliRunner().invoke(app, ['verify', {str(sample)!r}]); {show}") == f"0 {cores} {cores}"
+    torch_first = f"import torch; r = CliRunner().invoke(app, ['verify', '-j', '3', {str(sample)!r}]); "
+    assert _in_process(torch_first + "print(torch.get_num_threads())") == "3"
     assert _in_process(f"r = CliRunner().invoke(app, ['verify', {str(sample)!r}]); {show}", OMP_NUM_THREADS="1") == "0 1 1"
 
 

@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .codec.model import to_uint8, to_unit
 from .coding import container
 from .coding.container import DEFAULT_MAX_PIXELS
 from .coding.entropy import payload_floor
 from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
+from .runtime import requires_torch
 from .zoo import DEFAULT_MODEL, LoadedModel, available_models, find_by_id, load_model
 
 TILE = 128  # latent positions per tile side: bounds memory for any image size
@@ -52,8 +51,8 @@ def resolve_quality(m: LoadedModel, quality: int | None) -> int:
     return q
 
 
-def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tuple[int, int],
-          in_scale: int, out_scale: int, tile: int = TILE) -> torch.Tensor:
+def tiled(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, grid: tuple[int, int],
+          in_scale: int, out_scale: int, tile: int = TILE) -> np.ndarray:
     """Apply a fully convolutional `fn` tile by tile over a grid of (h, w) latent positions.
 
     Each tile is computed with MARGIN positions of context and only its centre is kept, so the result
@@ -61,7 +60,7 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tup
     the output `out_scale`.
     """
     h, w = grid
-    out: torch.Tensor | None = None
+    out: np.ndarray | None = None
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
@@ -70,83 +69,83 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grid: tup
             s = out_scale
             part = part[..., (y0 - ya) * s: (y1 - ya) * s, (x0 - xa) * s: (x1 - xa) * s]
             if out is None:
-                out = part.new_empty(*part.shape[:-2], h * s, w * s)
+                out = np.empty((*part.shape[:-2], h * s, w * s), part.dtype)
             out[..., y0 * s: y1 * s, x0 * s: x1 * s] = part
     assert out is not None
     return out
 
 
-def _pad(images: np.ndarray, stride: int) -> torch.Tensor:
+def _pad(images: np.ndarray, stride: int) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, 3, H', W') uint8, edge-padded to multiples of `stride`."""
     _, height, width, _ = images.shape
     h, w = -(-height // stride) * stride, -(-width // stride) * stride
-    return torch.from_numpy(np.pad(images, ((0, 0), (0, h - height), (0, w - width), (0, 0)), mode="edge")).permute(0, 3, 1, 2)
+    return np.pad(images, ((0, 0), (0, h - height), (0, w - width), (0, 0)), mode="edge").transpose(0, 3, 1, 2)
+
+
+def to_unit(x: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) uint8 -> float32 in [-0.5, 0.5], what the networks take."""
+    return x.astype(np.float32) / np.float32(255.0) - np.float32(0.5)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) float in [-0.5, 0.5] -> uint8, rounded (half to even, as torch rounds)."""
+    return np.clip(np.round((x + np.float32(0.5)) * np.float32(255.0)), 0, 255).astype(np.uint8)
 
 
 EFFORT_MAX_PIXELS = 1 << 22  # --effort refines images up to 4 megapixels (it needs the whole image's gradients)
 
 
-@torch.no_grad()
 def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/16, W/16), the
     image tokens, and z (N, C, H/64, W/64), the side tokens their tables come from (sizes rounded up
     to multiples of 64). `effort` > 0 refines them with that many gradient steps per image
-    (codec.hyperprior.refine_latents; images up to EFFORT_MAX_PIXELS)."""
-    from .codec.hyperprior import inference_precision
+    (codec.hyperprior.refine_latents, in torch; images up to EFFORT_MAX_PIXELS)."""
     from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT
 
-    x, q = _pad(images, m.codec.stride), torch.full((len(images),), quality - 1)
-    s = m.codec.latent_stride
-
-    def fn(t: torch.Tensor) -> torch.Tensor:
-        with inference_precision():
-            return m.codec.analysis(to_unit(t.permute(0, 2, 3, 1)), q).float()
-
-    y = tiled(fn, x, (x.shape[2] // s, x.shape[3] // s), s, 1, PHOTO_TILE)
-    z = m.codec.h_a(y)
+    x, q = _pad(images, m.stride), np.full(len(images), quality - 1, np.int64)
+    s = m.config.latent_stride
+    y = tiled(lambda t: m.nets.run("analysis", x=to_unit(t), q=q), x, (x.shape[2] // s, x.shape[3] // s), s, 1,
+              PHOTO_TILE)
+    z = m.nets.run("hyper_analysis", y=y)
     if effort > 0 and images.shape[1] * images.shape[2] <= EFFORT_MAX_PIXELS:
+        torch = requires_torch("--effort")
         from .codec.hyperprior import refine_latents
 
-        y, z = refine_latents(m.codec, to_unit(x.permute(0, 2, 3, 1)), q, y, z.clamp(-Z_SUPPORT, Z_SUPPORT), effort)
-    return (y.round().clamp(1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).long().numpy(),
-            z.round().clamp(-Z_SUPPORT, Z_SUPPORT).long().numpy())
+        ty, tz = refine_latents(m.codec, torch.from_numpy(to_unit(x)), torch.from_numpy(q), torch.from_numpy(y),
+                                torch.from_numpy(z).clamp(-Z_SUPPORT, Z_SUPPORT), effort)
+        y, z = ty.numpy(), tz.numpy()
+    return (np.clip(np.round(y), 1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).astype(np.int64),
+            np.clip(np.round(z), -Z_SUPPORT, Z_SUPPORT).astype(np.int64))
 
 
-@torch.no_grad()
 def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray:
     """Tokens (N, L, h, w) of same-size RGB uint8 images (N, H, W, 3), padded to the stride: RVQ
     levels, or, for a photo codec, its M latent channels (integers) on the H/16 x W/16 grid."""
     if m.is_hyperprior:
         return photo_tokens(images, m, quality)[0]
-    stride = m.codec.stride
-    n, height, width, _ = images.shape
-    h, w = -(-height // stride), -(-width // stride)
-    padded = np.pad(images, ((0, 0), (0, h * stride - height), (0, w * stride - width), (0, 0)), mode="edge")
-    x = torch.from_numpy(padded).permute(0, 3, 1, 2)  # uint8, converted per tile
-    fn = lambda t: m.codec.encode_tokens(to_unit(t.permute(0, 2, 3, 1)), quality)  # noqa: E731
-    return tiled(fn, x, (h, w), stride, 1).numpy()
+    x, levels = _pad(images, m.stride), m.config.levels_for(quality)
+    fn = lambda t: m.nets.run("encode", x=to_unit(t))[:, :levels]  # noqa: E731
+    return np.ascontiguousarray(tiled(fn, x, (x.shape[2] // m.stride, x.shape[3] // m.stride), m.stride, 1))
 
 
-@torch.no_grad()
 def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, quality: int | None = None) -> np.ndarray:
     """RGB uint8 images (N, height, width, 3) from tokens (N, L, h, w). A photo codec's tokens also
     need the quality they were made at (its gains differ per quality)."""
-    t = torch.from_numpy(tokens)
     if m.is_hyperprior:
         if quality is None:
             raise VqzipError(f"the tokens of model {m.name} decode only with the quality they were made at")
-        from .codec.hyperprior import inference_precision
-
-        q = torch.full((len(tokens),), resolve_quality(m, quality) - 1)
-
-        def synth(y: torch.Tensor) -> torch.Tensor:
-            with inference_precision():
-                return to_uint8(m.codec.synthesis(y.float(), q).float()).permute(0, 3, 1, 2)
-
-        out = tiled(synth, t, tokens.shape[-2:], 1, m.codec.latent_stride, PHOTO_TILE)
-        return out.permute(0, 2, 3, 1)[:, :height, :width].numpy()
-    fn = lambda z: to_uint8(m.codec.decode_tokens(z)).permute(0, 3, 1, 2)  # noqa: E731
-    return tiled(fn, t, tokens.shape[-2:], 1, m.codec.stride).permute(0, 2, 3, 1)[:, :height, :width].numpy()
+        q = np.full(len(tokens), resolve_quality(m, quality) - 1, np.int64)
+        fn = lambda y: to_uint8(m.nets.run("synthesis", y_hat=y.astype(np.float32), q=q))  # noqa: E731
+        out = tiled(fn, tokens, tokens.shape[-2:], 1, m.config.latent_stride, PHOTO_TILE)
+    else:
+        levels = np.array([tokens.shape[1]], np.int64)
+        full = len(m.config.vocab_sizes)
+        if tokens.shape[1] < full:  # a prefix of an RVQ's levels: the graph takes all, and ignores those past `levels`
+            tokens = np.concatenate([tokens, np.zeros((len(tokens), full - tokens.shape[1], *tokens.shape[2:]),
+                                                      tokens.dtype)], 1)
+        fn = lambda t: to_uint8(m.nets.run("decode", tokens=np.ascontiguousarray(t, np.int64), levels=levels))  # noqa: E731
+        out = tiled(fn, tokens, tokens.shape[-2:], 1, m.stride)
+    return out.transpose(0, 2, 3, 1)[:, :height, :width]
 
 
 def token_info(m: LoadedModel, quality: int) -> dict[str, Any]:
@@ -156,11 +155,10 @@ def token_info(m: LoadedModel, quality: int) -> dict[str, Any]:
     if m.is_hyperprior:  # integer latents without a fixed alphabet, on a grid of 16-pixel cells
         from .coding.gaussian import TOKEN_LIMIT
 
-        return {"stride": m.codec.latent_stride, "levels": m.codec.config.latent, "vocab_sizes": None,
+        return {"stride": m.config.latent_stride, "levels": m.config.latent, "vocab_sizes": None,
                 "token_range": [1 - TOKEN_LIMIT, TOKEN_LIMIT - 1]}
-    levels = m.codec.levels_for(quality)
-    vocab = getattr(getattr(m.codec, "quantizer", None), "vocab_sizes", None)
-    return {"stride": m.codec.stride, "levels": levels, "vocab_sizes": list(vocab[:levels]) if vocab is not None else None}
+    levels = m.config.levels_for(quality)
+    return {"stride": m.stride, "levels": levels, "vocab_sizes": list(m.config.vocab_sizes[:levels])}
 
 
 def image_rgb(img: Image.Image) -> np.ndarray:
@@ -463,12 +461,12 @@ def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = 
 def _grid(f: container.VqzFile, m: LoadedModel) -> tuple[int, int, int]:
     """(levels, h, w) of the token grid a file's header claims: RVQ levels, or a photo codec's latent
     channels on its grid of 16-pixel cells."""
-    h, stride = f.header, m.codec.stride
+    h, stride = f.header, m.stride
     rows, cols = -(-h.height // stride), -(-h.width // stride)
     if m.is_hyperprior:
-        s = stride // m.codec.latent_stride
-        return m.codec.config.latent, rows * s, cols * s
-    return m.codec.levels_for(h.quality), rows, cols
+        s = stride // m.config.latent_stride
+        return m.config.latent, rows * s, cols * s
+    return m.config.levels_for(h.quality), rows, cols
 
 
 def _open(data: bytes, model: LoadedModel | str | None,

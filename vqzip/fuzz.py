@@ -31,6 +31,7 @@ import random
 import re
 import resource
 import signal
+import sys
 import time
 import warnings
 import zlib
@@ -413,9 +414,11 @@ def run_inputs(mutator: Mutator, seed: int, start: int, stop: int,
 def _worker(corpus: list[bytes], seed: int, tasks: Any, results: Any) -> None:
     import queue
 
-    import torch
+    from .runtime import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     mutator = Mutator(corpus, checksum_keys())
     parent = os.getppid()
     while True:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -110,16 +110,21 @@ def read_card(path: Path) -> dict[str, Any]:
     return json.loads(card.read_text()) if card.is_file() else {}
 
 
-# --- loading and saving weights (torch imported here only, so listing stays fast) ------------------
+# --- loading and saving weights ------------------------------------------------------------------
 
 TRAINING_ONLY = ("ema_sum", "ema_count", "idle_steps")  # VQ buffers needed to train, not to code
+PHOTO_CODER_PREFIX = "coding."  # the photo codec's integer tables, beside its weights
 
 
 @dataclass
 class LoadedModel:
+    """A model as coding needs it: its configuration, integer tables and networks. Loading needs no
+    torch: the networks run through vqzip.runtime (ONNX Runtime by default); `codec`, the torch module,
+    is built only when something asks for it (training, --effort, the torch backend)."""
+
     name: str
     path: Path
-    codec: Any  # vqzip.codec.model.Codec, or vqzip.codec.hyperprior.PhotoCodec, in eval mode
+    config: Any  # vqzip.codec.config.CodecConfig or PhotoConfig
     prior: Any  # vqzip.coding.priors.StaticPrior, or vqzip.coding.gaussian.HyperpriorCoder
     card: dict[str, Any] = field(default_factory=dict)
     context: Any = None  # vqzip.coding.priors.ContextPrior, when <name>.prior.safetensors exists
@@ -138,67 +143,96 @@ class LoadedModel:
 
     @property
     def qualities(self) -> int:
-        return int(self.codec.qualities)
+        return int(self.config.qualities)
+
+    @property
+    def stride(self) -> int:
+        """Pixels per position of the coarsest grid a file's size is padded to."""
+        return int(self.config.stride)
 
     @property
     def is_hyperprior(self) -> bool:
         """A rate-distortion photo codec (format version 3) rather than a token-level model."""
-        return bool(self.card.get("kind") == "hyperprior" or getattr(self.codec.config, "kind", "") == "hyperprior")
+        return bool(getattr(self.config, "kind", "") == "hyperprior")
 
     @property
     def default_quality(self) -> int:
         return int(self.card.get("default_quality", (self.qualities + 1) // 2))
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return ("analysis", "hyper_analysis", "synthesis") if self.is_hyperprior else ("encode", "decode")
+
+    @cached_property
+    def nets(self) -> Any:
+        """The networks, as vqzip.runtime.Nets: ONNX Runtime where the model has its graphs."""
+        from .runtime import load_nets
+
+        return load_nets(self.path, self.digest, self.graphs, lambda: self.codec)
+
+    @cached_property
+    def codec(self) -> Any:
+        """The torch module (codec.model.Codec or codec.hyperprior.PhotoCodec), in eval mode."""
+        from .runtime import requires_torch
+
+        requires_torch(f"model {self.name}'s torch networks")
+        return _torch_codec(self.path, self.config)
+
+
+def _torch_codec(path: Path, config: Any) -> Any:
+    from safetensors.torch import load_file
+
+    from .coding.priors import PREFIX
+
+    tensors = load_file(str(path))
+    if getattr(config, "kind", "") == "hyperprior":
+        from .codec.hyperprior import PhotoCodec
+
+        codec: Any = PhotoCodec(config)
+        weights = {k: v.float() for k, v in tensors.items() if not k.startswith(PHOTO_CODER_PREFIX)}
+        missing, unexpected = codec.load_state_dict(weights, strict=False)
+    else:
+        from .codec.model import Codec
+
+        codec = Codec(config)
+        missing, unexpected = codec.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(PREFIX)},
+                                                    strict=False)
+        missing = [k for k in missing if not k.endswith(TRAINING_ONLY)]
+    if missing or unexpected:
+        raise ModelNotFound(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return codec.eval()
 
 
 @lru_cache(maxsize=8)
 def _load(path: Path) -> LoadedModel:
     from safetensors import safe_open
 
-    from .codec.model import Codec, CodecConfig
+    from .codec.config import PhotoConfig, config_from_dict
     from .coding.priors import PREFIX, StaticPrior
 
     try:
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "np") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        raw = json.loads(meta["config"])
-        if raw.get("kind") == "hyperprior":
-            return _load_photo(path, raw, tensors)
-        config = CodecConfig.from_dict(raw)
-    except ModelNotFound:
-        raise
+            config = config_from_dict(json.loads(meta["config"]))
+            prefix = PHOTO_CODER_PREFIX if isinstance(config, PhotoConfig) else PREFIX
+            tables = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        config.qualities  # noqa: B018  (an unknown quantizer fails here, as unreadable)
     except Exception as exc:
         raise ModelNotFound(f"{path} is not a readable vqzip model ({exc})") from None
-    codec = Codec(config)
-    missing, unexpected = codec.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(PREFIX)}, strict=False)
-    if [k for k in missing if not k.endswith(TRAINING_ONLY)] or unexpected:
-        raise ModelNotFound(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    prior = StaticPrior.from_tensors({k: v.numpy() for k, v in tensors.items() if k.startswith(PREFIX)})
+    name = path.name[: -len(SUFFIX)]
+    if isinstance(config, PhotoConfig):
+        from .coding.gaussian import HyperpriorCoder
+
+        try:
+            coder = HyperpriorCoder({k[len(PHOTO_CODER_PREFIX):]: v for k, v in tables.items()})
+        except (KeyError, ValueError) as exc:
+            raise ModelNotFound(f"{path} holds no valid hyperprior tables ({exc})") from None
+        return LoadedModel(name, path, config, coder, read_card(path))
+    prior = StaticPrior.from_tensors(tables)
     context, cpath = None, prior_path(path)
     if cpath.is_file():
         context = _load_context(cpath)
-    return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), prior, read_card(path), context,
-                       cpath if context is not None else None)
-
-
-PHOTO_CODER_PREFIX = "coding."  # the photo codec's integer tables, beside its weights
-
-
-def _load_photo(path: Path, config: dict[str, Any], tensors: dict[str, Any]) -> LoadedModel:
-    from .codec.hyperprior import PhotoCodec, PhotoConfig
-    from .coding.gaussian import HyperpriorCoder
-
-    codec = PhotoCodec(PhotoConfig.from_dict(config))
-    weights = {k: v.float() for k, v in tensors.items() if not k.startswith(PHOTO_CODER_PREFIX)}
-    missing, unexpected = codec.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ModelNotFound(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    try:
-        coder = HyperpriorCoder({k[len(PHOTO_CODER_PREFIX):]: v.numpy() for k, v in tensors.items()
-                                 if k.startswith(PHOTO_CODER_PREFIX)})
-    except (KeyError, ValueError) as exc:
-        raise ModelNotFound(f"{path} holds no valid hyperprior tables ({exc})") from None
-    return LoadedModel(path.name[: -len(SUFFIX)], path, codec.eval(), coder, read_card(path))
+    return LoadedModel(name, path, config, prior, read_card(path), context, cpath if context is not None else None)
 
 
 def save_photo_model(path: Path, codec: Any, coder_tensors: dict[str, Any]) -> Path:
@@ -209,7 +243,7 @@ def save_photo_model(path: Path, codec: Any, coder_tensors: dict[str, Any]) -> P
 
     tensors = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in codec.state_dict().items()}
     tensors.update({PHOTO_CODER_PREFIX + k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in coder_tensors.items()})
-    return _write_weights(path, tensors, codec.config.to_dict())
+    return export_onnx(_write_weights(path, tensors, codec.config.to_dict()), codec)
 
 
 def _load_context(path: Path) -> Any:
@@ -237,7 +271,17 @@ def save_model(path: Path, codec: Any, prior: Any) -> Path:
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items() if not k.endswith(TRAINING_ONLY)}
     tensors.update({k: torch.from_numpy(v) for k, v in prior.to_tensors().items()})
-    return _write_weights(path, tensors, codec.config.to_dict())
+    return export_onnx(_write_weights(path, tensors, codec.config.to_dict()), codec)
+
+
+def export_onnx(path: Path, codec: Any | None = None) -> Path:
+    """Write the coding graphs of the model at `path` (`codec`: its torch module, if at hand) as
+    `.onnx` files beside it (codec.onnx_export), so the torch-free runtime can run it; returns `path`."""
+    from .codec.onnx_export import export_onnx as export
+
+    path = path.resolve()
+    export(path, codec if codec is not None else _load(path).codec, digest(path))
+    return path
 
 
 def _write_weights(path: Path, tensors: dict[str, Any], config: dict[str, Any]) -> Path:
@@ -248,6 +292,8 @@ def _write_weights(path: Path, tensors: dict[str, Any], config: dict[str, Any]) 
     save_file(tensors, str(tmp), metadata={"format": "vqzip-model-1", "config": json.dumps(config)})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+    for stale in path.parent.glob(path.name.removesuffix(SUFFIX) + ".*.onnx"):  # graphs of the old weights
+        stale.unlink()
     digest.cache_clear()  # the file changed: cached ids and loaded models of this path are stale
     _load.cache_clear()
     return path

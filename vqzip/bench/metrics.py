@@ -91,13 +91,23 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
 MS_SSIM_MIN_SIDE = 161  # five scales of an 11-tap window need a side above 160 pixels
 
 
+def ms_ssim_missing() -> str | None:
+    """None when MS-SSIM can be measured here, else why not (one line)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorch_msssim") is None:
+        return "MS-SSIM not measured: it needs torch and pytorch-msssim (pip install 'vqzip[train]')"
+    return None
+
+
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """MS-SSIM (Wang et al. 2003, pytorch-msssim's implementation, float64) of uint8 RGB images
-    (N, H, W, C), one value per image; NaN for images too small for its five scales."""
+    (N, H, W, C), one value per image; NaN for images too small for its five scales, and where
+    pytorch-msssim (which needs torch: the train extra) is not installed."""
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 3:
         a, b = a[None], b[None]
-    if min(a.shape[1:3]) < MS_SSIM_MIN_SIDE:
+    if min(a.shape[1:3]) < MS_SSIM_MIN_SIDE or ms_ssim_missing():
         return np.full(len(a), np.nan)
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim

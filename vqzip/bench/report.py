@@ -119,8 +119,13 @@ def _per_second(ms: float) -> str:
     return f"{rate:.0f}" if rate >= 100 else f"{rate:.2g}"
 
 
-def plot_rd(results: dict[str, Any], path: Path) -> None:
-    """PSNR against bits per image, one line with markers per lossy curve; PNG as a vertical line."""
+def plot_rd(results: dict[str, Any], path: Path) -> bool:
+    """PSNR against bits per image, one line with markers per lossy curve; PNG as a vertical line.
+    False (nothing drawn) where matplotlib, which `pip install .` leaves out, is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,3 +171,4 @@ def plot_rd(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return True

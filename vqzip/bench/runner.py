@@ -27,7 +27,7 @@ CHUNK_PIXELS = 500 * 32 * 32
 # Learned-codec batch: this many images per encode_batch/decode_batch call for small images, else 1.
 SMALL_BATCH = 256
 SMALL_PIXELS = 64 * 64
-TORCH_THREADS = 2
+NET_THREADS = 2  # threads for the networks (ONNX Runtime's, or torch's)
 
 METADATA_NOTE = (
     "Sizes are whole files as written in memory (headers and container included); no metadata is "
@@ -138,14 +138,15 @@ def _model_ids(codec: LearnedCodec) -> dict[str, str]:
 
 
 def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[LearnedCodec]:
-    """Load the named vqzip models (None: every installed one); torch gets TORCH_THREADS threads."""
+    """Load the named vqzip models (None: every installed one); their networks get NET_THREADS threads."""
     if models is not None and not models:
         return []
-    import torch
-
     from vqzip.api import available_models, load_model
+    from vqzip.runtime import set_threads
 
-    torch.set_num_threads(TORCH_THREADS)
+    set_threads(NET_THREADS)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(NET_THREADS)
     names = list(models) if models is not None else list(available_models())
     if not names:
         notes.append("no vqzip model installed: only reference codecs were measured")
@@ -402,6 +403,8 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
     unavailable = {name: why for name in names if (why := refcodecs.unavailable(name))}
     for name, why in unavailable.items():
         notes.append(f"{name} unavailable: {why}")
+    if why := metrics.ms_ssim_missing():
+        notes.append(why)
     runnable = [nm for nm in names if nm not in unavailable]
     ref_jobs = [(nm, int(q)) for nm in runnable for q in sweep.get(nm, refcodecs.REFERENCE[nm].qualities)]
     learned = list(learned)
@@ -445,8 +448,8 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
                               f"{'worker processes running side by side' if workers > 1 else 'process'}, one codec "
                               "thread each; encode = Image.fromarray + save to memory, decode = Image.open + "
                               "convert('RGB') + to array; ms = mean over images; PSNR/SSIM are computed outside the timed calls"),
-                "vqzip": (f"wall clock around each encode_batch / decode_batch call in the main process, torch threads "
-                          f"= {TORCH_THREADS}, batch size {batch_size or (SMALL_BATCH if small else 1)} "
+                "vqzip": (f"wall clock around each encode_batch / decode_batch call in the main process, network threads "
+                          f"= {NET_THREADS}, batch size {batch_size or (SMALL_BATCH if small else 1)} "
                           "(same-size images only), nothing else of the benchmark running; ms = batch time / batch size, "
                           "averaged over images"),
                 "workers": workers,
@@ -470,10 +473,11 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
     results["meta"]["wall_s"] = round(time.perf_counter() - t_start, 2)
     out.mkdir(parents=True, exist_ok=True)
     report.write_json(results, out / "results.json")
-    report.plot_rd(results, out / "rd.png")
+    plotted = report.plot_rd(results, out / "rd.png")
     if not quiet:
         report.print_tables(results, console)
-        console.print(f"wrote {out / 'results.json'} and {out / 'rd.png'}")
+        console.print(f"wrote {out / 'results.json'}" + (f" and {out / 'rd.png'}" if plotted else
+                                                        " (no rd.png: the plot needs matplotlib, pip install 'vqzip[train]')"))
     return results
 
 

@@ -3,7 +3,7 @@
     codec.py    encode, decode, info, models, verify   files in, files out
     tokens.py   tokens, detokenize                     token grids for ML work (sharded under torchrun)
     bench.py    bench, demo                            vqzip against other codecs
-    train.py    train, train-prior                     making models
+    train.py    train, train-prior, export-onnx        making models
 
 Options that several commands take are declared once in `options.py`; what the commands print (one-line
 errors, warnings, progress) is in `console.py`; file naming and overwrite rules are in `files.py`, and
@@ -53,6 +53,7 @@ app.command()(bench.bench)
 app.command()(bench.demo)
 app.command()(train.train)
 app.command("train-prior")(train.train_prior)
+app.command("export-onnx")(train.export_onnx)
 
 
 def main() -> None:

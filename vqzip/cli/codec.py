@@ -138,7 +138,7 @@ def encode(
 
 
 def _encoder(model: str | None, quality: int | None, prior: str) -> Any:
-    """vqzip.api (torch), imported once an image needs it, with the model -m names checked against
+    """vqzip.api (numpy and the runtime), imported once an image needs it, with the model -m names checked against
     -Q and --prior (a bad one ends the run); without -m each image's model is checked as it comes."""
     from .. import api
 

@@ -49,17 +49,17 @@ def all_cores() -> int:
 def apply_threads(n: int | None) -> int:
     """Use `n` threads (None: $OMP_NUM_THREADS where set, as torchrun sets it, else all cores): the
     OpenMP / BLAS variables, which numpy's BLAS reads when it is first imported (the commands import it
-    after this runs), and torch.set_num_threads. Returns the number."""
-    asked = n is not None
+    after this runs), ONNX Runtime's sessions and, where loaded, torch.set_num_threads. Returns the number."""
+    from ..runtime import set_threads
+
     if n is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         n = int(env) if env.isdigit() and int(env) > 0 else all_cores()
     for var in THREAD_VARS:
         os.environ[var] = str(n)
-    if asked or "torch" in sys.modules:  # else torch's own default, the same number, applies when a command
-        import torch  # imports it: --help and refusals need no torch
-
-        torch.set_num_threads(n)
+    set_threads(n)
+    if "torch" in sys.modules:  # else a command that imports torch later gives it the same number
+        sys.modules["torch"].set_num_threads(n)
     return n
 
 
@@ -69,7 +69,7 @@ def _threads(value: int | None) -> int | None:
 
 
 Threads = Annotated[int | None, typer.Option("-j", "--threads", min=1, callback=_threads, show_default=False,
-                                             help="Threads for torch and numpy (default: $OMP_NUM_THREADS if set, "
+                                             help="Threads for the networks and numpy (default: $OMP_NUM_THREADS if set, "
                                                   "else all cores).")]
 
 

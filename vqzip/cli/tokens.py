@@ -87,6 +87,12 @@ def tokens(
         names = [(u / Path(f).name).as_posix() for f, u in zip(files, under)]
         source = "files"
     if world > 1:
+        from ..runtime import requires_torch
+
+        try:
+            requires_torch("a sharded run (torchrun)")
+        except VqzipError as exc:
+            fail(str(exc))
         import torch.distributed as dist
 
         dist.init_process_group("gloo")

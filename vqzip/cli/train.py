@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def _need_torch(command: str) -> None:
+    """Training needs torch, which `pip install .` leaves out: say so in one line."""
+    from ..runtime import requires_torch
+
+    try:
+        requires_torch(command)
+    except VqzipError as exc:
+        fail(str(exc))
+
+
 def _quantizer_args(kind: str, codebook_size: int, levels: int, fsq_levels: str, lfq_bits: int) -> dict[str, Any]:
     """The CLI's few shape options, mapped onto each quantizer's own constructor arguments."""
     if kind == "rvq":
@@ -73,6 +83,7 @@ def train(
     --arch hyperprior trains a photo codec on rate + lambda * MSE for --steps steps (crops of --crop
     pixels, --batch-size per step; its defaults there are 8 x 256 and --lr 3e-4, --channels 96),
     checkpointing every 5 minutes and on Ctrl-C to --run, from which the same command resumes."""
+    _need_torch("vqzip train")
     if arch == "hyperprior":
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, channels, latent, hyper, init,
                           test if evaluate else None)
@@ -248,6 +259,7 @@ def train_prior(
     evaluate: Annotated[bool, opt.evaluate("Measure test-set bytes with both priors into the model card.")] = True,
 ) -> None:
     """Train a learned context prior for a trained model (format version 2: fewer bytes, same tokens)."""
+    _need_torch("vqzip train-prior")
     import json
 
     import numpy as np
@@ -330,3 +342,22 @@ def _device_name(device: str) -> str:
     if d.type == "cuda":
         return torch.cuda.get_device_name(d)
     return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def export_onnx(
+    models: Annotated[list[str], typer.Argument(help="Models (names or paths) to write the graphs of.")],
+) -> None:
+    """Write a model's networks as .onnx files beside its weights (<name>.<graph>.onnx), so that encode
+    and decode run through ONNX Runtime without torch. The graphs read their weights from the model's
+    .safetensors file and record its SHA-256; vqzip train writes them itself. Needs torch."""
+    from ..zoo import export_onnx as export
+    from ..zoo import resolve
+    from .console import out
+
+    _need_torch("vqzip export-onnx")
+    try:
+        for name in models:
+            path = export(resolve(name))
+            out.print(f"{name}: graphs written beside {path}", markup=False)
+    except VqzipError as exc:
+        fail(one_line(exc))

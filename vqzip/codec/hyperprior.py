@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -20,33 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # per quality, MSE on [0, 1]
+from .config import PhotoConfig
+
 LOG2_SCALE_MIN = -3.25  # smallest Gaussian scale, 2^-3.25 = 0.105
 LOG2_SCALE_MAX = 8.0  # largest, 256
 LIKELIHOOD_MIN = 1e-9
-
-
-@dataclass
-class PhotoConfig:
-    channels: int = 96  # N: width of the transforms
-    latent: int = 160  # M: latent channels
-    hyper: int = 96  # channels of z
-    lambdas: tuple[float, ...] = LAMBDAS
-    kind: str = "hyperprior"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PhotoConfig:
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "lambdas" in d:
-            d["lambdas"] = tuple(d["lambdas"])
-        return cls(**d)
-
-    @property
-    def qualities(self) -> int:
-        return len(self.lambdas)
 
 
 class GDN(nn.Module):
@@ -179,8 +156,8 @@ def ste_round(x: Tensor) -> Tensor:
 
 
 class PhotoCodec(nn.Module):
-    stride = 64  # pixels per hyper-latent position: images are padded to a multiple of this
-    latent_stride = 16  # pixels per image-token position
+    stride = PhotoConfig.stride
+    latent_stride = PhotoConfig.latent_stride
 
     def __init__(self, config: PhotoConfig) -> None:
         super().__init__()

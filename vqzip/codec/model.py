@@ -1,31 +1,12 @@
 """The codec network: encoder -> quantizer -> decoder, with its config and uint8 <-> token helpers."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
+from .config import CodecConfig
 from .nets import Decoder, Encoder
 from .quantizers import QuantizerOutput, build_quantizer
-
-
-@dataclass
-class CodecConfig:
-    channels: int = 48
-    downsamples: int = 2
-    latent_dim: int = 64
-    blocks: int = 2
-    quantizer: str = "rvq"
-    quantizer_args: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CodecConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class Codec(nn.Module):
@@ -39,16 +20,14 @@ class Codec(nn.Module):
 
     @property
     def stride(self) -> int:
-        return 2 ** self.config.downsamples
+        return self.config.stride
 
     @property
     def qualities(self) -> int:
-        """Number of quality levels: RVQ prefixes, or 1 for a single-rate quantizer."""
-        return self.quantizer.num_levels if self.quantizer.progressive else 1
+        return self.config.qualities
 
     def levels_for(self, quality: int) -> int:
-        """Token levels written at this quality (all levels for single-rate quantizers)."""
-        return quality if self.quantizer.progressive else self.quantizer.num_levels
+        return self.config.levels_for(quality)
 
     def forward(self, x: Tensor, levels: int | Tensor | None = None) -> tuple[Tensor, QuantizerOutput]:
         """x: float images in [-0.5, 0.5], (B, 3, H, W) with H, W multiples of the stride."""

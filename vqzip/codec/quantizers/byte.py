@@ -33,5 +33,10 @@ class ByteQuantizer(Quantizer):
         tokens = rounded.detach().long()
         return QuantizerOutput(self._expand(v_q), tokens, z.new_zeros(()), usage_stats(tokens, self.levels))
 
+    @torch.no_grad()
+    def tokens(self, z: Tensor, levels: int | None = None) -> Tensor:
+        """The forward pass's tokens without its statistics (which an exported graph cannot hold)."""
+        return (torch.sigmoid(self.squeeze(z)) * (self.levels - 1)).round().long()
+
     def dequantize(self, tokens: Tensor) -> Tensor:
         return self._expand(tokens.to(self.expand.weight.dtype))

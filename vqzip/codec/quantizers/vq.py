@@ -36,10 +36,11 @@ def nearest(x: Tensor, codebook: Tensor) -> Tensor:
     for every code, so the argmin needs only |c|^2 - 2 x.c: one fused matrix product, no (N, K) sums.
     On CPU the rows go in chunks through one reused buffer (a fresh (N, K) matrix per call costs more
     in page faults and cache misses than the product itself), and numpy's argmin, several times
-    faster than torch's there, picks the first index on ties, as torch's does."""
+    faster than torch's there, picks the first index on ties, as torch's does. Traced for ONNX export,
+    it is the one product and argmin (ONNX's ArgMin also takes the first index)."""
     with torch.no_grad():
         norms = codebook.pow(2).sum(1)
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.jit.is_tracing():
             return torch.addmm(norms, x, codebook.t(), alpha=-2).argmin(1)
         rows = max(CPU_MIN_ROWS, CPU_DISTANCES // len(codebook))
         out = np.empty(len(x), np.int64)

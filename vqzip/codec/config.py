@@ -1,0 +1,104 @@
+"""What a model is, without its networks: the two configurations and the token layout they imply.
+
+Torch-free on purpose: the runtime (ONNX Runtime, numpy, constriction) needs a model's strides,
+qualities and alphabets to parse and check a file before any network runs, and it runs where torch is
+not installed. The torch modules (`model.Codec`, `hyperprior.PhotoCodec`) are built from these same
+configurations; tests/test_runtime.py checks that `token_layout` agrees with their quantizers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # per quality, MSE on [0, 1]
+
+
+def token_layout(kind: str, args: dict[str, Any]) -> tuple[list[int], bool]:
+    """(alphabet size of every token level, whether levels are progressive: decodable from any prefix)
+    of a quantizer by its registry name and arguments, with the defaults its constructor has."""
+    if kind == "rvq":
+        return [int(args.get("codebook_size", 256))] * int(args.get("levels", 8)), True
+    if kind in ("vq", "simvq"):
+        return [int(args.get("codebook_size", 1024))], False
+    if kind == "byte":
+        return [int(args.get("levels", 256))] * int(args.get("channels", 1)), False
+    if kind == "fsq":
+        return [math.prod(args.get("levels", (8, 5, 5, 5)))], False
+    if kind == "lfq":
+        return [2 ** int(args.get("bits", 10))], False
+    raise ValueError(f"quantizer {kind!r} has no token alphabet a file can hold")
+
+
+@dataclass
+class CodecConfig:
+    """A token model: encoder -> quantizer -> decoder (codec.model.Codec)."""
+
+    channels: int = 48
+    downsamples: int = 2
+    latent_dim: int = 64
+    blocks: int = 2
+    quantizer: str = "rvq"
+    quantizer_args: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CodecConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def stride(self) -> int:
+        """Pixels per token position on each side."""
+        return 2 ** self.downsamples
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return token_layout(self.quantizer, self.quantizer_args)[0]
+
+    @property
+    def progressive(self) -> bool:
+        return token_layout(self.quantizer, self.quantizer_args)[1]
+
+    @property
+    def qualities(self) -> int:
+        """Number of quality levels: RVQ prefixes, or 1 for a single-rate quantizer."""
+        return len(self.vocab_sizes) if self.progressive else 1
+
+    def levels_for(self, quality: int) -> int:
+        """Token levels written at this quality (all levels for single-rate quantizers)."""
+        return quality if self.progressive else len(self.vocab_sizes)
+
+
+@dataclass
+class PhotoConfig:
+    """The rate-distortion photo codec (codec.hyperprior.PhotoCodec)."""
+
+    channels: int = 96  # N: width of the transforms
+    latent: int = 160  # M: latent channels
+    hyper: int = 96  # channels of z
+    lambdas: tuple[float, ...] = LAMBDAS
+    kind: str = "hyperprior"
+
+    stride = 64  # pixels per hyper-latent position: images are padded to a multiple of this
+    latent_stride = 16  # pixels per image-token position
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PhotoConfig:
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "lambdas" in d:
+            d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+    @property
+    def qualities(self) -> int:
+        return len(self.lambdas)
+
+
+def config_from_dict(d: dict[str, Any]) -> CodecConfig | PhotoConfig:
+    """The configuration a model file's metadata describes."""
+    return PhotoConfig.from_dict(d) if d.get("kind") == "hyperprior" else CodecConfig.from_dict(d)
