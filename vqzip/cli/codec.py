@@ -60,7 +60,11 @@ def encode(
     dests = targets(inputs, output, out_dir, ".vqz", under)
     try:
         if model is not None:  # else each image's own (api.pick_model), checked as it comes
-            zoo.resolve(model)  # a missing model is named at once; loading it (torch) waits for an image
+            zoo.resolve(model)  # a missing model is named at once; loading it waits for an image
+        if effort:
+            from ..runtime import requires_torch
+
+            requires_torch("--effort")  # its gradient steps run in torch
     except VqzipError as exc:
         fail(str(exc))
     api: Any = None
