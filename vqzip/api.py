@@ -138,12 +138,10 @@ def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, qu
         fn = lambda y: to_uint8(m.nets.run("synthesis", y_hat=y.astype(np.float32), q=q))  # noqa: E731
         out = tiled(fn, tokens, tokens.shape[-2:], 1, m.config.latent_stride, PHOTO_TILE)
     else:
-        levels = np.array([tokens.shape[1]], np.int64)
-        full = len(m.config.vocab_sizes)
-        if tokens.shape[1] < full:  # a prefix of an RVQ's levels: the graph takes all, and ignores those past `levels`
-            tokens = np.concatenate([tokens, np.zeros((len(tokens), full - tokens.shape[1], *tokens.shape[2:]),
-                                                      tokens.dtype)], 1)
-        fn = lambda t: to_uint8(m.nets.run("decode", tokens=np.ascontiguousarray(t, np.int64), levels=levels))  # noqa: E731
+        from .codec.config import decode_graph
+
+        graph = decode_graph(m.config, tokens.shape[1])
+        fn = lambda t: to_uint8(m.nets.run(graph, tokens=np.ascontiguousarray(t, np.int64)))  # noqa: E731
         out = tiled(fn, tokens, tokens.shape[-2:], 1, m.stride)
     return out.transpose(0, 2, 3, 1)[:, :height, :width]
 

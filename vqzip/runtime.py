@@ -65,6 +65,8 @@ class OnnxNets:
             if _threads:
                 options.intra_op_num_threads = _threads
             options.inter_op_num_threads = 1
+            # no spinning after a run: the range coder and numpy run next on the same cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             path = onnx_path(self.weights, graph)
             try:
                 s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -78,8 +80,7 @@ class OnnxNets:
         return self._sessions[graph]
 
     def run(self, graph: str, **inputs: np.ndarray) -> np.ndarray:
-        """The graph's output; inputs it does not use (the exporter drops them, e.g. a single-rate
-        model's `levels`) are left out."""
+        """The graph's output; inputs it does not use (the exporter drops them) are left out."""
         s = self.session(graph)
         out: np.ndarray = s.run(None, {i.name: inputs[i.name] for i in s.get_inputs()})[0]
         return out

@@ -161,7 +161,9 @@ class LoadedModel:
 
     @property
     def graphs(self) -> tuple[str, ...]:
-        return ("analysis", "hyper_analysis", "synthesis") if self.is_hyperprior else ("encode", "decode")
+        from .codec.config import graph_names
+
+        return graph_names(self.config)
 
     @cached_property
     def nets(self) -> Any:

@@ -99,6 +99,19 @@ class PhotoConfig:
         return len(self.lambdas)
 
 
+def decode_graph(config: CodecConfig, levels: int) -> str:
+    """The name of a token model's decode graph for tokens of `levels` levels (codec.graphs)."""
+    return f"decode-{levels}" if config.progressive else "decode"
+
+
+def graph_names(config: CodecConfig | PhotoConfig) -> tuple[str, ...]:
+    """Every coding graph a model has (codec.graphs), which vqzip export-onnx writes."""
+    if isinstance(config, PhotoConfig):
+        return ("analysis", "hyper_analysis", "synthesis")
+    levels = range(1, len(config.vocab_sizes) + 1) if config.progressive else [0]
+    return ("encode", *(decode_graph(config, n) for n in levels))
+
+
 def config_from_dict(d: dict[str, Any]) -> CodecConfig | PhotoConfig:
     """The configuration a model file's metadata describes."""
     return PhotoConfig.from_dict(d) if d.get("kind") == "hyperprior" else CodecConfig.from_dict(d)

@@ -4,10 +4,12 @@ One definition serves two uses: `export_onnx` traces these very modules into the
 torch-free runtime (vqzip.runtime) runs, and `TorchNets` runs them in torch, so the two backends compute
 the same functions. Token models have two graphs, photo codecs three:
 
-    encode(x) -> tokens of every level            decode(tokens of every level, levels) -> x
+    encode(x) -> tokens of every level            decode(tokens) -> x, or decode-L(tokens of L levels) -> x
     analysis(x, q) -> y    hyper_analysis(y) -> z    synthesis(y_hat, q) -> x
 
-with x in [-0.5, 0.5] (N, 3, H, W) float32 and q the 0-based quality of each image.
+with x in [-0.5, 0.5] (N, 3, H, W) float32 and q the 0-based quality of each image. A progressive (RVQ)
+model has one decode graph per number of levels: a graph of a fixed depth sums just those codebooks,
+in the order torch does, which one graph for every depth could only do by masking all of them.
 """
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .config import decode_graph
 from .hyperprior import PhotoCodec
 from .model import Codec
-from .quantizers.rvq import RVQ
 
 
 class _Encode(nn.Module):
@@ -37,10 +39,8 @@ class _Decode(nn.Module):
         super().__init__()
         self.c = codec
 
-    def forward(self, tokens: Tensor, levels: Tensor) -> Tensor:
-        q = self.c.quantizer
-        z = q.dequantize_prefix(tokens, levels) if isinstance(q, RVQ) else q.dequantize(tokens)
-        return self.c.decoder(z)
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.c.decode_tokens(tokens)
 
 
 class _Analysis(nn.Module):
@@ -87,11 +87,12 @@ def graphs(codec: Codec | PhotoCodec) -> dict[str, Graph]:
         return {"analysis": Graph(_Analysis(codec), {"x": x, "q": q}, "y", {"x": hw, "q": n, "y": hw}),
                 "hyper_analysis": Graph(_HyperAnalysis(codec), {"y": y}, "z", {"y": hw, "z": hw}),
                 "synthesis": Graph(_Synthesis(codec), {"y_hat": y, "q": q}, "x", {"y_hat": hw, "q": n, "x": hw})}
-    levels = len(codec.quantizer.vocab_sizes)
     x = torch.zeros(1, 3, 4 * codec.stride, 4 * codec.stride)
-    tokens, count = torch.zeros(1, levels, 4, 4, dtype=torch.long), torch.tensor([levels])
-    return {"encode": Graph(_Encode(codec), {"x": x}, "tokens", {"x": hw, "tokens": hw}),
-            "decode": Graph(_Decode(codec), {"tokens": tokens, "levels": count}, "x", {"tokens": hw, "x": hw})}
+    out = {"encode": Graph(_Encode(codec), {"x": x}, "tokens", {"x": hw, "tokens": hw})}
+    for levels in range(1, len(codec.quantizer.vocab_sizes) + 1) if codec.config.progressive else [0]:
+        tokens = torch.zeros(1, levels or len(codec.quantizer.vocab_sizes), 4, 4, dtype=torch.long)
+        out[decode_graph(codec.config, levels)] = Graph(_Decode(codec), {"tokens": tokens}, "x", {"tokens": hw, "x": hw})
+    return out
 
 
 class TorchNets:

@@ -43,7 +43,11 @@ def export_onnx(weights: Path, codec: Codec | PhotoCodec, digest: bytes) -> list
 
     index = safetensors_index(weights)
     written = []
-    for name, g in graphs(codec).items():
+    todo = graphs(codec)
+    for old in weights.parent.glob(onnx_path(weights, "*").name):  # graphs this model no longer has
+        if old.name not in {onnx_path(weights, name).name for name in todo}:
+            old.unlink()
+    for name, g in todo.items():
         buf = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's notes on tracing (shapes become dynamic as asked)

@@ -62,17 +62,6 @@ class RVQ(Quantizer):
     def dequantize(self, tokens: Tensor) -> Tensor:
         return cast(Tensor, sum(stage.dequantize(tokens[:, i : i + 1]) for i, stage in enumerate(self._vqs(tokens.shape[1]))))
 
-    def dequantize_prefix(self, tokens: Tensor, levels: Tensor) -> Tensor:
-        """dequantize(tokens[:, :levels]) of tokens of every level (those past `levels` ignored), with
-        `levels` a tensor: one exported graph serves every quality. Levels past it add exact zeros, so
-        the sum is bit for bit dequantize's."""
-        stages = list(self._vqs(self.num_levels))
-        total = torch.zeros((), dtype=stages[0].codebook.dtype)
-        for i, stage in enumerate(stages):
-            keep = (levels > i).to(total.dtype)
-            total = total + stage.dequantize(tokens[:, i: i + 1]) * keep
-        return total
-
     def _vqs(self, n: int) -> Iterable[VQ]:
         """The first n stages, typed as what they are (an nn.ModuleList types its items as plain Modules)."""
         return cast("Iterable[VQ]", self.stages[:n])
