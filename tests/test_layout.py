@@ -59,7 +59,8 @@ def _closure(module: str) -> set[str]:
 
 UPPER = ("vqzip.api", "vqzip.zoo", "vqzip.cli", "vqzip.bench", "vqzip.training")
 RULES = [  # (package, what none of its modules may import, why)
-    ("vqzip.coding", UPPER, "coding (tokens <-> bytes) sits below the library surface and imports no training code"),
+    ("vqzip.coding", UPPER + ("torch",),
+     "coding (tokens <-> bytes) sits below the library surface, imports no training code and needs no torch"),
     ("vqzip.codec", UPPER + ("vqzip.coding.container", "vqzip.coding.entropy", "constriction"),
      "codec (pixels <-> tokens) knows nothing of files or bytes"),
     ("vqzip.api", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
@@ -81,6 +82,29 @@ def test_package_imports_follow_the_layers(package: str, forbidden: tuple[str, .
 
 def test_the_container_needs_no_torch() -> None:
     assert not {m for m in _closure("vqzip.coding.container") if _within(m, ("torch", "numpy"))}
+
+
+def test_coding_loads_no_torch() -> None:
+    """The context prior codes and decodes with numpy and constriction alone: in a fresh process,
+    the coding modules load no torch, and a round trip through ContextPrior (an all-zero integer
+    model: uniform tables) works without it."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import vqzip.coding.context as c, vqzip.coding.gaussian, vqzip.coding.priors as p\n"
+        "cfg = c.ContextConfig(levels=2, vocab=16, dim=4)\n"
+        "(hi, lo), rows = cfg.split, sum(n for _, n in cfg.rows.values())\n"
+        "shapes = {'embed': (rows, 4), 'w1': (2, 4, 4), 'b1': (2, 4), 'whi': (2, hi, 4), 'bhi': (2, hi),\n"
+        "          'wlo': (2, hi, lo, 4), 'blo': (2, hi, lo), 'shift1': (2,), 'shifthi': (2,), 'shiftlo': (2,)}\n"
+        "model = {k: np.zeros(v, np.int32) for k, v in shapes.items()}\n"
+        "model['lut'] = np.maximum(1, np.round(c.LUT_ONE * np.exp(-np.arange(c.LUT_SIZE) / c.LUT_STEP))).astype(np.int32)\n"
+        "prior, tokens = p.ContextPrior(cfg, model), np.arange(2 * 2 * 5 * 3).reshape(2, 2, 5, 3) % 16\n"
+        "back = prior.decode([b for b, _ in prior.encode(tokens)], 2, 5, 3)\n"
+        "print(np.array_equal(back, tokens), sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True []"
 
 
 def test_encoding_and_decoding_load_no_training_code() -> None:

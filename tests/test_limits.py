@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from vqzip import api
@@ -123,7 +122,7 @@ def _cheapest_tokens(m: api.LoadedModel, version: int, levels: int, h: int, w: i
         best = [int(np.argmax(f)) for f in m.prior.frequencies[:levels]]
     else:
         k = m.context.config.vocab
-        t = torch.arange(k).view(k, 1, 1, 1)
+        t = np.arange(k).reshape(k, 1, 1, 1)
         (_, _, hi, hi_gaps, lo, lo_gaps), = m.context.model.known_gaps(t, 1)
         bits = [m.context.model.tables(g)[:, 0] for g in (hi_gaps, lo_gaps)]
         cost = sum(np.log2(b.sum(1)) - np.log2(b[np.arange(k), s[:, 0]]) for b, s in zip(bits, (hi, lo)))

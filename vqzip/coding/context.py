@@ -18,8 +18,13 @@ the tables, not the network, dominate the coder's time.
 Every value is an integer below 2^24 in magnitude, so evaluating it with float32 arithmetic is exact
 whatever the summation order, blocking, FMA use, thread count or batch size (all partial sums are
 representable integers). The LUT (exp as integers, all entries >= 1) is stored, never recomputed, so
-no transcendental function runs at coding time. Training uses the same graph with fake quantization
-(straight-through rounding), so the float model and the integer model match closely.
+no transcendental function runs at coding time. Training (vqzip.training.context_net) uses the same
+graph with fake quantization (straight-through rounding, onto the grids above), so the float model it
+optimizes is the integer model the coder runs, up to rounding: were the two to disagree (another
+rounding, scale or clamp), the prior would be trained for tables the coder never builds.
+
+This module needs numpy only, so files can be coded without torch. Every array that holds such
+integers can be evaluated by any float32 BLAS (numpy's matmul) with exactly the same result.
 
 Positions of a level are visited in GROUPS (a 4x4-periodic multi-scale pattern): all positions of a
 group are decoded at once, batched over images, and see every neighbour of earlier groups.
@@ -32,9 +37,6 @@ from functools import lru_cache, wraps
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 ACT_SCALE = 32  # activations and embeddings are fixed point with 5 fraction bits: int8 = [-3.97, 3.97]
 ACT_MAX = 127
@@ -68,6 +70,8 @@ def group_of(i: np.ndarray, j: np.ndarray) -> np.ndarray:
 GROUPS = 6
 CACHED_POSITIONS = 1 << 16  # grids up to this size keep their coding order and context indices (grid_cache)
 BLOCK = 4096  # positions per coding block (see schedule)
+SMALL_GEMM = 1 << 18  # m * n * k of a matrix product OpenBLAS runs single-threaded (its GEMM_MULTITHREAD_THRESHOLD 4 x 65536)
+PIECE = 256  # bags IntegerContext sums at once: their gathered rows (about 30 x PIECE x D int8, 0.5 MB) stay in cache
 # Same-level neighbours a position may see (if their group comes first): the 3x3 ring, and the
 # distance-2 points that groups 1 and 2 of the pattern rely on.
 SAME_OFFSETS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)] + \
@@ -122,9 +126,9 @@ class ContextConfig:
 @dataclass(frozen=True)
 class Chunk:
     """Positions of one level evaluated together, with what their same-level context needs."""
-    flat: Tensor  # (n,) row-major position index
-    neighbours: Tensor  # (n, 16) index into the level's grid padded by 2 on every side, flattened
-    known: Tensor  # (n, 16) whether that neighbour is decoded before this position
+    flat: np.ndarray  # (n,) row-major position index
+    neighbours: np.ndarray  # (n, 16) index into the level's grid padded by 2 on every side, flattened
+    known: np.ndarray  # (n, 16) whether that neighbour is decoded before this position
 
     def __len__(self) -> int:
         return self.flat.shape[0]
@@ -143,7 +147,7 @@ def make_chunk(h: int, w: int, ii: np.ndarray, jj: np.ndarray) -> Chunk:
     ni, nj = ii[:, None] + di, jj[:, None] + dj
     inside = (ni >= 0) & (ni < h) & (nj >= 0) & (nj < w)  # outside the image: never known
     known = inside & (group_of(ni, nj) < group_of(ii, jj)[:, None])
-    return Chunk(torch.from_numpy(ii * w + jj), torch.from_numpy(padded_cell(ni, nj, w)), torch.from_numpy(known))
+    return Chunk(ii * w + jj, padded_cell(ni, nj, w), known)
 
 
 T = TypeVar("T")
@@ -197,38 +201,42 @@ def coding_spans(h: int, w: int) -> tuple[tuple[Chunk, tuple[int, ...]], ...]:
         current.append(block)
     spans.append(current)
 
-    def join(blocks: list[Chunk], f: str) -> Tensor:
-        return torch.cat([getattr(b, f) for b in blocks])
+    def join(blocks: list[Chunk], f: str) -> np.ndarray:
+        return np.concatenate([getattr(b, f) for b in blocks])
 
     return tuple((Chunk(*(join(b, f) for f in ("flat", "neighbours", "known"))), tuple(map(len, b))) for b in spans)
 
 
-def same_bags(tokens: Tensor, cfg: ContextConfig, level: int, chunk: Chunk) -> Tensor:
+def _pad(grid: np.ndarray, width: int, value: int) -> np.ndarray:
+    """Grids (N, h, w) padded by `width` on every side with `value` ('unknown'), flattened (N, P)."""
+    return np.pad(grid, ((0, 0), (width, width), (width, width)), constant_values=value).reshape(len(grid), -1)
+
+
+def same_bags(tokens: np.ndarray, cfg: ContextConfig, level: int, chunk: Chunk) -> np.ndarray:
     """Embedding rows (N * len(chunk), 16), image-major, of the same-level neighbours of the chunk's
     positions as seen when each is decoded: 'unknown' unless the neighbour's group comes earlier.
     Tokens (N, L', h, w) need `level` filled in only where an earlier group is."""
     k = cfg.vocab
-    padded = F.pad(tokens[:, level], (2, 2, 2, 2), value=k).flatten(1)
-    t = torch.where(chunk.known, padded[:, chunk.neighbours], k)
-    return (t + torch.from_numpy(cfg.neighbour_rows("same")).to(t.device)).reshape(-1, len(SAME_OFFSETS))
+    t = np.where(chunk.known, _pad(tokens[:, level], 2, k)[:, chunk.neighbours], k)
+    return (t + cfg.neighbour_rows("same")).reshape(-1, len(SAME_OFFSETS))
 
 
-def level_bags(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
+def level_bags(tokens: np.ndarray, cfg: ContextConfig, level: int) -> np.ndarray:
     """Embedding rows (N * h * w, 10) of everything a position of `level` sees that does not depend
     on its own level: the 3x3 neighbourhood one level coarser, and its (level, group) site row."""
     n, _, h, w = tokens.shape
     k, first = cfg.vocab, cfg.neighbour_rows("coarse").tolist()
     if level > 0:
-        padded = F.pad(tokens[:, level - 1], (1, 1, 1, 1), value=k)
+        padded = np.pad(tokens[:, level - 1], ((0, 0), (1, 1), (1, 1)), constant_values=k)
         parts = [first[o] + padded[:, 1 + di: 1 + di + h, 1 + dj: 1 + dj + w] for o, (di, dj) in enumerate(COARSE_OFFSETS)]
     else:
-        parts = [torch.full((n, h, w), first[o] + k) for o in range(len(COARSE_OFFSETS))]
-    site = cfg.rows["site"][0] + level * GROUPS + torch.from_numpy(group_map(h, w))
-    parts.append(site.expand(n, h, w))
-    return torch.stack(parts, -1).reshape(-1, len(COARSE_OFFSETS) + 1)
+        parts = [np.full((n, h, w), first[o] + k) for o in range(len(COARSE_OFFSETS))]
+    site = cfg.rows["site"][0] + level * GROUPS + group_map(h, w)
+    parts.append(np.broadcast_to(site, (n, h, w)))
+    return np.stack(parts, -1).reshape(-1, len(COARSE_OFFSETS) + 1)
 
 
-def column_rows(tokens: Tensor, cfg: ContextConfig, level: int) -> Tensor:
+def column_rows(tokens: np.ndarray, cfg: ContextConfig, level: int) -> np.ndarray:
     """Embedding rows (N, h, w) of level `level`'s tokens in the column block: every finer level
     adds them, so the column features are a running sum over levels."""
     return cfg.rows["column"][0] + level * cfg.vocab + tokens[:, level]
@@ -239,136 +247,44 @@ def chunk_sources(chunk: Chunk, h: int, w: int) -> tuple[np.ndarray, np.ndarray]
     in bag_source()'s row, cat(level padded by 2, coarser level padded by 1) flattened (a neighbour
     not decoded yet points at a padding cell, which holds 'unknown'), as int32 (n, 25); and each
     position's group."""
-    flat = chunk.flat.numpy()
-    ii, jj = flat // w, flat % w
+    ii, jj = chunk.flat // w, chunk.flat % w
     coarse = np.stack([(ii + 1 + di) * (w + 2) + jj + 1 + dj for di, dj in COARSE_OFFSETS], 1)
-    same = np.where(chunk.known.numpy(), chunk.neighbours.numpy(), 0)
+    same = np.where(chunk.known, chunk.neighbours, 0)
     return np.concatenate([same, (h + 4) * (w + 4) + coarse], 1).astype(np.int32), group_of(ii, jj)
 
 
 @grid_cache
-def span_sources(h: int, w: int) -> tuple[tuple[Tensor, tuple[int, ...], np.ndarray, np.ndarray], ...]:
+def span_sources(h: int, w: int) -> tuple[tuple[np.ndarray, tuple[int, ...], np.ndarray, np.ndarray], ...]:
     """(positions, block lengths, *chunk_sources()) of each span of coding_spans(h, w): all the
     encoder needs of a span, without the Chunk's (n, 16) neighbour arrays."""
     return tuple((span.flat, blocks, *chunk_sources(span, h, w)) for span, blocks in coding_spans(h, w))
 
 
 @grid_cache
-def block_sources(h: int, w: int) -> tuple[tuple[Tensor, np.ndarray, np.ndarray], ...]:
+def block_sources(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
     """(positions, *chunk_sources()) of each block of schedule(h, w): all the decoder needs of a
     block, without the Chunk's (n, 16) neighbour arrays."""
     return tuple((block.flat, *chunk_sources(block, h, w)) for block in schedule(h, w))
 
 
-def bag_source(tokens: Tensor, cfg: ContextConfig, level: int) -> np.ndarray:
+def bag_source(tokens: np.ndarray, cfg: ContextConfig, level: int) -> np.ndarray:
     """(N, P) what known_bags gathers from: `level` padded by 2 and the coarser level padded by 1
     ('unknown' for level 0), flattened and joined."""
     n, _, h, w = tokens.shape
-    coarse = tokens[:, level - 1] if level > 0 else torch.full((n, h, w), cfg.vocab)
-    return torch.cat([F.pad(tokens[:, level], (2, 2, 2, 2), value=cfg.vocab).flatten(1),
-                      F.pad(coarse, (1, 1, 1, 1), value=cfg.vocab).flatten(1)], 1).numpy()
+    coarse = tokens[:, level - 1] if level > 0 else np.full((n, h, w), cfg.vocab, tokens.dtype)
+    return np.concatenate([_pad(tokens[:, level], 2, cfg.vocab), _pad(coarse, 1, cfg.vocab)], 1)
 
 
-def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, index: np.ndarray, groups: np.ndarray) -> Tensor:
+def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, index: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Embedding rows (N * n, 26) of everything a chunk's positions see of their own level and the
     one above: what same_bags and level_bags give, in one gather. `source` is bag_source() (for the
     decoder: with the tokens decoded so far written in), `index` and `groups` the chunk's
     chunk_sources()."""
     offsets = np.concatenate([cfg.neighbour_rows("same"), cfg.neighbour_rows("coarse")])
     bags = np.empty((len(source), len(groups), index.shape[1] + 1), np.int64)
-    np.add(np.take(source, index, axis=1), offsets, out=bags[..., :-1])  # numpy's take: twice torch's speed here
+    np.add(np.take(source, index, axis=1), offsets, out=bags[..., :-1])
     bags[..., -1] = cfg.rows["site"][0] + level * GROUPS + groups
-    return torch.from_numpy(bags.reshape(-1, bags.shape[-1]))
-
-
-def _fake_quant(x: Tensor, scale: float, limit: int = ACT_MAX) -> Tensor:
-    """Round to the fixed-point grid in the forward pass, identity in the backward pass."""
-    q = torch.clamp(torch.round(x * scale), -limit, limit) / scale
-    return x + (q - x).detach()
-
-
-def _pow2_scale(w: Tensor) -> float:
-    """Largest power of two s with max|w| * s <= 127, so int8 weights lose the least precision
-    (below 1 for weights larger than 127)."""
-    return float(2.0 ** np.floor(np.log2(ACT_MAX / max(float(w.detach().abs().max()), 1e-8))))
-
-
-class ContextNet(nn.Module):
-    """The trainable (float, fake-quantized) form of the context model."""
-
-    lo_mask: Tensor  # a buffer: -inf where a low part names no code
-    train_seconds: float  # set by prior_training.train_context
-
-    def __init__(self, cfg: ContextConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        (hi, lo), lv, d = cfg.split, cfg.levels, cfg.dim
-        rows = sum(c for _, c in cfg.rows.values())
-        self.embed = nn.Parameter(torch.randn(rows, d) * 0.1)
-        self.w1 = nn.Parameter(torch.randn(lv, d, d) / d ** 0.5)
-        self.b1 = nn.Parameter(torch.zeros(lv, d))
-        self.whi = nn.Parameter(torch.randn(lv, hi, d) / d ** 0.5)
-        self.bhi = nn.Parameter(torch.zeros(lv, hi))
-        self.wlo = nn.Parameter(torch.randn(lv, hi, lo, d) / d ** 0.5)
-        self.blo = nn.Parameter(torch.zeros(lv, hi, lo))
-        valid = torch.arange(hi * lo).view(hi, lo) < cfg.vocab
-        self.register_buffer("lo_mask", torch.where(valid, 0.0, -torch.inf), persistent=False)
-
-    def hidden(self, tokens: Tensor, level: int) -> Tensor:
-        """a1 (N * h * w, D) of every position of `level`, teacher-forced, on the fixed-point grid."""
-        h, w = tokens.shape[-2:]
-        every = _to(raster_chunk(h, w), tokens.device)
-        columns = [column_rows(tokens, self.cfg, lv).reshape(-1, 1) for lv in range(level)]
-        bags = torch.cat([same_bags(tokens, self.cfg, level, every),
-                          level_bags(tokens, self.cfg, level), *columns], 1)
-        a0 = torch.clamp(F.embedding_bag(bags, _fake_quant(self.embed, ACT_SCALE), mode="sum"), 0, ACT_MAX / ACT_SCALE)
-        w1, b1 = _fake_layer(self.w1[level], self.b1[level])
-        return _fake_quant(torch.clamp(a0 @ w1.t() + b1, 0, ACT_MAX / ACT_SCALE), ACT_SCALE)
-
-    def log_probs(self, tokens: Tensor, level: int) -> Tensor:
-        """Natural log p(token) (N * h * w) of every token of `level`, teacher-forced."""
-        a1 = self.hidden(tokens, level)
-        t = tokens[:, level].reshape(-1)
-        hi, lo = t // self.cfg.split[1], t % self.cfg.split[1]
-        whi, bhi = _fake_layer(self.whi[level], self.bhi[level])
-        wlo, blo = _fake_layer(self.wlo[level], self.blo[level])
-        lp_hi = F.log_softmax(a1 @ whi.t() + bhi, -1).gather(1, hi[:, None])[:, 0]
-        every = (a1 @ wlo.flatten(0, 1).t()).view(len(t), *self.cfg.split)  # BLAS beats gathering W per token
-        lo_logits = every.gather(1, hi[:, None, None].expand(-1, 1, every.shape[-1]))[:, 0] + blo[hi] + self.lo_mask[hi]
-        return lp_hi + F.log_softmax(lo_logits, -1).gather(1, lo[:, None])[:, 0]
-
-    def loss_bits(self, tokens: Tensor, levels: int | None = None) -> Tensor:
-        """Mean cross-entropy in bits per token over the first `levels` levels."""
-        levels = levels or self.cfg.levels
-        total = sum(-self.log_probs(tokens, lv).sum() for lv in range(levels))
-        return total / (tokens[:, :levels].numel() * np.log(2))
-
-    def to_integer(self) -> dict[str, np.ndarray]:
-        """The integer model: the tensors the coder uses, with their power-of-two scales."""
-        out: dict[str, np.ndarray] = {}
-        with torch.no_grad():
-            out["embed"] = torch.clamp(torch.round(self.embed * ACT_SCALE), -ACT_MAX, ACT_MAX).to(torch.int8).cpu().numpy()
-            for name in ("1", "hi", "lo"):
-                w, b = getattr(self, "w" + name), getattr(self, "b" + name)
-                scales = [_pow2_scale(w[lv]) for lv in range(self.cfg.levels)]
-                out["w" + name] = np.stack([torch.clamp(torch.round(w[lv] * s), -ACT_MAX, ACT_MAX).cpu().numpy()
-                                            for lv, s in enumerate(scales)]).astype(np.int8)
-                out["b" + name] = np.stack([torch.round(b[lv] * s * ACT_SCALE).clamp(-BIAS_LIMIT, BIAS_LIMIT).cpu().numpy()
-                                            for lv, s in enumerate(scales)]).astype(np.int32)
-                out["shift" + name] = np.array([round(np.log2(s)) for s in scales], dtype=np.int32)
-        steps = np.arange(LUT_SIZE, dtype=np.float64) / LUT_STEP
-        out["lut"] = np.maximum(1, np.round(LUT_ONE * np.exp(-steps))).astype(np.int32)
-        return out
-
-
-def _to(chunk: Chunk, device: torch.device) -> Chunk:
-    return Chunk(chunk.flat.to(device), chunk.neighbours.to(device), chunk.known.to(device))
-
-
-def _fake_layer(w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """int8 weights and int bias, on the grid the integer model uses (scale: a power of two)."""
-    s = _pow2_scale(w)
-    return _fake_quant(w, s), _fake_quant(b, s * ACT_SCALE, BIAS_LIMIT)
+    return bags.reshape(-1, bags.shape[-1])
 
 
 class IntegerContext:
@@ -376,50 +292,59 @@ class IntegerContext:
 
     def __init__(self, cfg: ContextConfig, tensors: dict[str, np.ndarray]) -> None:
         self.cfg = cfg
-        f32 = lambda name: torch.from_numpy(np.asarray(tensors[name], dtype=np.float32))  # noqa: E731
-        self.embed = f32("embed")
-        self.w1, self.b1, self.whi, self.bhi, self.wlo, self.blo = (f32(n) for n in ("w1", "b1", "whi", "bhi", "wlo", "blo"))
-        # powers of two: multiplying by them is exact
-        self.inv = {n: [2.0 ** -int(s) for s in tensors["shift" + n]] for n in ("1", "hi", "lo")}
-        self._check_lut(tensors["lut"])
+        self._check(tensors)
+        # the embedding table as int8 (a gathered row is one 64-byte cache line for D = 64), summed in
+        # int16 when no bag can reach past it (half the memory traffic of int32)
+        self.embed = np.asarray(tensors["embed"], dtype=np.int8)
+        self.sum_dtype = np.int16 if cfg.bag_size * ACT_MAX <= np.iinfo(np.int16).max else np.int32
+        # Weights (K x N, the layout matmul takes) and biases as float32, times their layer's power of
+        # two 2^-shift: every sum is then the integer sum times 2^-shift, which is exact (an integer
+        # below 2^24 times a power of two), so no pass over the outputs has to scale them.
+        def scaled(name: str, shift: str) -> np.ndarray:
+            scale = 2.0 ** -np.asarray(tensors[shift], dtype=np.float64)
+            t = np.asarray(tensors[name], dtype=np.float64) * scale.reshape(-1, *[1] * (np.ndim(tensors[name]) - 1))
+            return np.ascontiguousarray(np.swapaxes(t, -1, -2) if name[0] == "w" else t, dtype=np.float32)
+
+        self.w1, self.b1 = scaled("w1", "shift1"), scaled("b1", "shift1")
+        self.whi, self.bhi = scaled("whi", "shifthi"), scaled("bhi", "shifthi")
+        self.wlo, self.blo = scaled("wlo", "shiftlo"), scaled("blo", "shiftlo")
         # LUT entries, and after them (index LUT_SIZE) the floor count 1 that codes past K get
         self.lut = np.append(np.asarray(tensors["lut"], dtype=np.float64), 1.0)
-        self._check()
 
-    @staticmethod
-    def _check_lut(lut: np.ndarray) -> None:
-        if np.shape(lut) != (LUT_SIZE,) or np.min(lut) < 1:
-            raise ValueError("context prior LUT is malformed")
-
-    def _check(self) -> None:
-        """Refuse tensors of the wrong shape, and weights whose worst-case sums could leave the
-        exactly representable range."""
+    def _check(self, tensors: dict[str, np.ndarray]) -> None:
+        """Refuse tensors of the wrong shape, and weights or biases that are not integers or whose
+        worst-case sums could leave the exactly representable range."""
         cfg, (hi, lo), lv, d = self.cfg, self.cfg.split, self.cfg.levels, self.cfg.dim
         shapes = {"embed": (sum(c for _, c in cfg.rows.values()), d), "w1": (lv, d, d), "b1": (lv, d),
-                  "whi": (lv, hi, d), "bhi": (lv, hi), "wlo": (lv, hi, lo, d), "blo": (lv, hi, lo)}
+                  "whi": (lv, hi, d), "bhi": (lv, hi), "wlo": (lv, hi, lo, d), "blo": (lv, hi, lo), "lut": (LUT_SIZE,)}
         for name, shape in shapes.items():
-            if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"context prior tensor {name} has shape {tuple(getattr(self, name).shape)}, not {shape}")
+            if np.shape(tensors[name]) != shape:
+                raise ValueError(f"context prior tensor {name} has shape {np.shape(tensors[name])}, not {shape}")
+        if np.min(tensors["lut"]) < 1:
+            raise ValueError("context prior LUT is malformed")
         worst = max(cfg.bag_size * ACT_MAX, d * ACT_MAX * ACT_MAX + BIAS_LIMIT)
-        if any(float(t.abs().max()) > ACT_MAX for t in (self.embed, self.w1, self.whi, self.wlo)) or worst * 4 >= EXACT_LIMIT:
+        limits = dict.fromkeys(("embed", "w1", "whi", "wlo"), ACT_MAX) | dict.fromkeys(("b1", "bhi", "blo"), BIAS_LIMIT)
+        values = {n: np.asarray(tensors[n]) for n in limits}
+        inexact = any(np.abs(t).max() > limits[n] or not np.array_equal(t, np.round(t)) for n, t in values.items())
+        if inexact or worst * 4 >= EXACT_LIMIT:
             raise ValueError("context prior exceeds the exact integer range of float32")
 
-    def block_hidden(self, source: np.ndarray, tokens: Tensor, level: int, flat: Tensor,
-                     index: np.ndarray, groups: np.ndarray) -> Tensor:
+    def block_hidden(self, source: np.ndarray, tokens: np.ndarray, level: int, flat: np.ndarray,
+                     index: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """a1 (N, n, D) of the positions `flat` of `level` (a block of schedule(), or any chunk), from
         the tokens decoded so far: `source` is bag_source() with the level's decoded tokens written
         in, (index, groups) the chunk's chunk_sources(), and `tokens` (N, L, h, w) holds the coarser
         levels. The coarser levels' column rows join the same embedding bag, so the decoder keeps no
         per-position state beyond the tokens (the encoder's known_gaps keeps a column sum instead)."""
         n = len(source)
-        bags = known_bags(source, self.cfg, level, index, groups).view(n, len(flat), -1)
-        if level:
-            coarser = [column_rows(tokens, self.cfg, lv).flatten(1)[:, flat] for lv in range(level)]
-            bags = torch.cat([bags, torch.stack(coarser, 2)], 2)
-        h0 = F.embedding_bag(bags.reshape(n * len(flat), -1), self.embed, mode="sum")
-        return self._activate(h0.view(n, len(flat), -1), level)
+        bags = known_bags(source, self.cfg, level, index, groups).reshape(n, len(flat), -1)
+        if level:  # column_rows() of the coarser levels, at the block's positions only
+            coarser = tokens.reshape(n, tokens.shape[1], -1)[:, :level, flat].transpose(0, 2, 1)
+            bags = np.concatenate([bags, coarser + self.cfg.rows["column"][0] + self.cfg.vocab * np.arange(level)], 2)
+        h0 = self._embedding_sum(bags.reshape(n * len(flat), -1))
+        return self._activate(h0, level).reshape(n, len(flat), -1)
 
-    def known_gaps(self, tokens: Tensor,
+    def known_gaps(self, tokens: np.ndarray,
                    levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(level, block lengths, hi, hi gaps, lo, lo gaps) of tokens (N, L, h, w) that are all known
         (encoding, measuring bits), span by span in coding order (coding_spans): the tables the
@@ -427,37 +352,56 @@ class IntegerContext:
         into one embedding bag, and the coarser levels' column sum is kept in coding order, so a
         span reads a contiguous slice of it."""
         n, _, h, w = tokens.shape
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab):
+            raise ValueError(f"tokens outside the context prior's vocabulary 0..{self.cfg.vocab - 1}")
         spans = span_sources(h, w)
-        order = torch.cat([flat for flat, *_ in spans])
-        column = torch.zeros(n, h * w, self.cfg.dim)
+        order = np.concatenate([flat for flat, *_ in spans])
+        column = np.zeros((n, h * w, self.cfg.dim), self.sum_dtype)
         size = self.cfg.split[1]
         for level in range(levels):
-            codes, source = tokens[:, level].flatten(1), bag_source(tokens, self.cfg, level)
+            codes, source = tokens[:, level].reshape(n, -1), bag_source(tokens, self.cfg, level)
             start = 0
             for flat, blocks, index, groups in spans:
-                bags = known_bags(source, self.cfg, level, index, groups)
-                h0 = F.embedding_bag(bags, self.embed, mode="sum").view(n, len(flat), -1)
-                a1 = self._activate(h0.add_(column[:, start: start + len(flat)]), level)
-                code = codes[:, flat].numpy()
+                h0 = self._embedding_sum(known_bags(source, self.cfg, level, index, groups)).reshape(n, len(flat), -1)
+                h0 += column[:, start: start + len(flat)]
+                a1 = self._activate(h0, level)
+                code = codes[:, flat]
                 hi, lo = code // size, code % size
                 yield level, blocks, hi, self.hi_gaps(a1, level), lo, self.lo_gaps(a1, level, hi)
                 start += len(flat)
             if level + 1 < levels:  # a block at a time: no second (N, h * w, D) array on large images
-                rows = column_rows(tokens, self.cfg, level).flatten(1)[:, order]
+                rows = column_rows(tokens, self.cfg, level).reshape(n, -1)[:, order]
                 for first in range(0, h * w, BLOCK):
-                    column[:, first: first + BLOCK].add_(F.embedding(rows[:, first: first + BLOCK], self.embed))
+                    column[:, first: first + BLOCK] += np.take(self.embed, rows[:, first: first + BLOCK], axis=0)
 
-    def _activate(self, h0: Tensor, level: int) -> Tensor:
-        """a1 of h0, the summed embeddings (N, n, D), which it overwrites."""
-        with _ieee_float32():
-            a1 = torch.matmul(h0.clamp_(0, ACT_MAX), self.w1[level].t()).add_(self.b1[level])
-            return a1.mul_(self.inv["1"][level]).add_(0.5).floor_().clamp_(0, ACT_MAX)
+    def _embedding_sum(self, bags: np.ndarray) -> np.ndarray:
+        """h0 (M, D), as sum_dtype: the sum of the embedding rows of each bag (M, B). PIECE bags at a
+        time, slot by slot: the (B, PIECE, D) rows gathered stay in cache, and summing over the outer
+        axis is B - 1 long vector additions (not M * B short ones)."""
+        m, b = bags.shape
+        out = np.empty((m, self.cfg.dim), self.sum_dtype)
+        buffer = np.empty(b * PIECE * self.cfg.dim, np.int8)
+        for start in range(0, m, PIECE):
+            piece = bags[start: start + PIECE].T
+            rows = buffer[: piece.size * self.cfg.dim].reshape(*piece.shape, -1)
+            # every row is in range (known_gaps checks the tokens, the decoder refuses codes past K): "clip"
+            # only spares the bounds check, and numpy buffers `out` under the default mode
+            np.take(self.embed, piece, axis=0, out=rows, mode="clip")
+            np.add.reduce(rows, axis=0, dtype=self.sum_dtype, out=out[start: start + PIECE])
+        return out
 
-    def hi_tables(self, a1: Tensor, level: int) -> np.ndarray:
+    def _activate(self, h0: np.ndarray, level: int) -> np.ndarray:
+        """a1 (..., D) of h0, the summed embeddings (..., D)."""
+        a1 = _matmul(np.clip(h0, 0, ACT_MAX, out=np.empty(h0.shape, np.float32)), self.w1[level])
+        a1 += self.b1[level]  # (W1 a0 + b1) / 2^s1, exactly
+        a1 += np.float32(0.5)
+        return np.clip(np.floor(a1, out=a1), 0, ACT_MAX, out=a1)
+
+    def hi_tables(self, a1: np.ndarray, level: int) -> np.ndarray:
         """Tables (N, n, H) of the high part of each token, as float64 (the form the coder takes)."""
         return self.tables(self.hi_gaps(a1, level))
 
-    def lo_tables(self, a1: Tensor, level: int, hi: np.ndarray) -> np.ndarray:
+    def lo_tables(self, a1: np.ndarray, level: int, hi: np.ndarray) -> np.ndarray:
         """Tables (N, n, S) of the low part given the high part hi (N, n)."""
         return self.tables(self.lo_gaps(a1, level, hi))
 
@@ -467,44 +411,57 @@ class IntegerContext:
         later, all at once."""
         return np.take(self.lut, gaps)
 
-    def hi_gaps(self, a1: Tensor, level: int) -> np.ndarray:
+    def hi_gaps(self, a1: np.ndarray, level: int) -> np.ndarray:
         """LUT indices (N, n, H), int16, of the high part of each token."""
-        with _ieee_float32():
-            return self._gaps(torch.matmul(a1, self.whi[level].t()).add_(self.bhi[level]), self.inv["hi"][level])
+        logits = _matmul(a1, self.whi[level])
+        logits += self.bhi[level]
+        return self._gaps(logits)
 
-    def lo_gaps(self, a1: Tensor, level: int, hi: np.ndarray) -> np.ndarray:
+    def lo_gaps(self, a1: np.ndarray, level: int, hi: np.ndarray) -> np.ndarray:
         """LUT indices (N, n, S), int16, of the low part given the high part hi (N, n)."""
         (h, lo), d = self.cfg.split, self.cfg.dim
-        rows, flat = a1.reshape(-1, d), hi.reshape(-1)
+        flat = hi.reshape(-1)
         # rows sorted by high part (numpy's radix sort), one matmul per high part: each row meets only
         # its own S x D weights (computing all H x S logits and keeping S would cost H times the arithmetic)
-        order = torch.from_numpy(np.argsort(flat.astype(np.uint16), kind="stable"))
+        order = np.argsort(flat.astype(np.uint16), kind="stable")
         ends = np.bincount(flat, minlength=h).cumsum().tolist()
-        sorted_rows, logits = torch.index_select(rows, 0, order), torch.empty(len(flat), lo)
-        with _ieee_float32():
-            for part, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
-                if end > start:
-                    torch.addmm(self.blo[level, part], sorted_rows[start:end], self.wlo[level, part].t(), out=logits[start:end])
-        logits = torch.empty_like(logits).index_copy_(0, order, logits)
-        gaps = self._gaps(logits, self.inv["lo"][level]).reshape(*hi.shape, lo)
+        sorted_rows, logits = np.take(a1.reshape(-1, d), order, axis=0), np.empty((len(flat), lo), np.float32)
+        for part, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
+            if end > start:
+                _matmul(sorted_rows[start:end], self.wlo[level, part], out=logits[start:end])
+                logits[start:end] += self.blo[level, part]
+        gaps = self._gaps(logits)  # row by row: the order of rows does not matter
         if h * lo > self.cfg.vocab:  # codes past K never occur; the decoder refuses them
-            gaps[hi[..., None] * lo + np.arange(lo) >= self.cfg.vocab] = LUT_SIZE  # the floor count 1
-        return gaps
+            gaps[ends[-2] if h > 1 else 0:, self.cfg.vocab - (h - 1) * lo:] = LUT_SIZE  # the floor count 1
+        out = np.empty_like(gaps)
+        out[order] = gaps
+        return out.reshape(*hi.shape, lo)
 
     @staticmethod
-    def _gaps(logits: Tensor, inv: float) -> np.ndarray:
-        """LUT index of each logit: its distance below the row's largest, in LUT steps."""
-        gap = logits.sub_(logits.amax(-1, keepdim=True)).mul_(-inv).floor_().clamp_(max=LUT_SIZE - 1)
-        return gap.to(torch.int16).numpy()
+    def _gaps(logits: np.ndarray) -> np.ndarray:
+        """LUT index of each logit (..., W), in LUT steps (its layer's scale applied), which it
+        overwrites: its distance below the row's largest, rounded down."""
+        gap = np.subtract(_row_max(logits), logits, out=logits)
+        return np.minimum(np.floor(gap, out=gap), LUT_SIZE - 1, out=gap).astype(np.int16)
 
 
-class _ieee_float32:
-    """Run with IEEE float32 matmuls: PyTorch can be told (globally, by the caller) to use bf16 or TF32
-    internally, which would break exactness."""
+def _row_max(x: np.ndarray) -> np.ndarray:
+    """max(x, -1) of rows (..., W) a few entries wide (16), keeping the axis: one elementwise maximum per
+    column is four times faster than numpy's reduction over a short last axis (an inner loop per row)."""
+    top = x[..., :1].copy()
+    for column in range(1, x.shape[-1]):
+        np.maximum(top, x[..., column: column + 1], out=top)
+    return top
 
-    def __enter__(self) -> None:
-        self._saved = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
 
-    def __exit__(self, *exc: object) -> None:
-        torch.set_float32_matmul_precision(self._saved)
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a (..., K) @ b (K, N), as calls of at most SMALL_GEMM // (K * N) rows of a: small enough that
+    OpenBLAS (numpy's usual BLAS) runs each on the calling thread. At these sizes its threads cost
+    more than they save, and where another process keeps the cores busy, each call waits for one:
+    (16384 x 64) @ (64 x 64) took 4 to 8 ms in one call, 1 ms in calls of 64 rows."""
+    rows = a.reshape(-1, a.shape[-1])
+    result = np.empty((len(rows), b.shape[-1]), np.float32) if out is None else out  # out: (rows of a, N)
+    step = max(1, SMALL_GEMM // b.size)
+    for start in range(0, len(rows), step):
+        np.matmul(rows[start: start + step], b, out=result[start: start + step])
+    return result.reshape(*a.shape[:-1], -1)

@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from ..errors import FormatError
 from .entropy import TokenDecoder, TokenEncoder, ideal_bits, max_probability, min_bits
@@ -140,7 +139,7 @@ class ContextPrior:
         probable symbol gets at most LUT[0], every other one at least 1. That floor is tiny (about
         0.0007 bits a token), so it is the group-0 tokens, 1 in 16 of level 0, that bound a payload."""
         k, (hi_size, lo_size) = self.config.vocab, self.config.split
-        t = torch.arange(k).view(k, 1, 1, 1)  # K images of 1 x 1: each token once at level 0, group 0
+        t = np.arange(k).reshape(k, 1, 1, 1)  # K images of 1 x 1: each token once at level 0, group 0
         (_, _, hi, hi_gaps, lo, lo_gaps), = self.model.known_gaps(t, 1)
         rows = np.arange(k)
         p_hi = max_probability(self.model.tables(hi_gaps)[:, 0])[rows, hi[:, 0]]
@@ -164,7 +163,7 @@ class ContextPrior:
         bits = np.zeros((n, levels))
         tables = self.model.tables
         for part in self._batches(n, h, w):
-            t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
+            t = np.ascontiguousarray(tokens[part], dtype=np.int64)
             for lvl, _, hi, hi_gaps, lo, lo_gaps in self.model.known_gaps(t, levels):
                 bits[part, lvl] += _ideal_bits(hi, tables(hi_gaps)) + _ideal_bits(lo, tables(lo_gaps))
         return bits
@@ -176,7 +175,7 @@ class ContextPrior:
         out: list[tuple[bytes, float]] = []
         floor = self.min_payload_bits(levels, h, w)
         for part in self._batches(n, h, w):
-            t = torch.from_numpy(np.ascontiguousarray(tokens[part], dtype=np.int64))
+            t = np.ascontiguousarray(tokens[part], dtype=np.int64)
             encoders, bits = [TokenEncoder() for _ in range(len(t))], np.zeros(len(t))
             pending: list[tuple[np.ndarray, np.ndarray]] = []  # (symbols (N, n), LUT indices (N, n, K))
             for _, blocks, hi, hi_gaps, lo, lo_gaps in self.model.known_gaps(t, levels):
@@ -200,7 +199,8 @@ class ContextPrior:
         out, size, blocks = [], self.config.split[1], block_sources(h, w)
         for part in self._batches(len(payloads), h, w):
             decoders = [TokenDecoder(p) for p in payloads[part]]
-            t = torch.zeros(len(decoders), levels, h, w, dtype=torch.long)
+            t = np.zeros((len(decoders), levels, h, w), np.int64)
+            cells = t.reshape(len(t), levels, h * w)  # a view of t: position-indexed
             for lvl in range(levels):
                 source = bag_source(t, self.config, lvl)
                 for flat, index, groups in blocks:
@@ -210,9 +210,9 @@ class ContextPrior:
                     code = hi * size + lo
                     if int(code.max()) >= self.config.vocab:  # before it reaches a context bag
                         raise FormatError("payload decodes to a token outside the model's vocabulary")
-                    source[:, padded_cell(*np.divmod(flat.numpy(), w), w)] = code
-                    t[:, lvl].view(len(t), -1)[:, flat] = torch.from_numpy(code)
-            out.append(t.numpy())
+                    source[:, padded_cell(*np.divmod(flat, w), w)] = code
+                    cells[:, lvl, flat] = code
+            out.append(t)
         return np.concatenate(out) if out else np.zeros((0, levels, h, w), np.int64)
 
 

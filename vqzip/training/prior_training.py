@@ -1,7 +1,7 @@
 """Training the context prior of a trained codec on its own tokens (`vqzip train-prior`).
 
 The codec is frozen: its tokens of the training images are computed once, then the context model
-(context.ContextNet) learns p(token | context) by cross-entropy, teacher-forced over every level and
+(context_net.ContextNet) learns p(token | context) by cross-entropy, teacher-forced over every level and
 position. Same rules as codec training: progress callback, a checkpoint every epoch, exact resume,
 seeded runs, CPU or CUDA. The exported integer model is what the coder uses.
 """
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..coding.context import ContextConfig, ContextNet
+from ..coding.context import ContextConfig
+from .context_net import ContextNet
 from .train import lr_at, pick_device
 
 
