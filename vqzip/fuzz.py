@@ -417,7 +417,7 @@ def _worker(corpus: list[bytes], seed: int, tasks: Any, results: Any) -> None:
     from .runtime import set_threads
 
     set_threads(1)
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         sys.modules["torch"].set_num_threads(1)
     mutator = Mutator(corpus, checksum_keys())
     parent = os.getppid()

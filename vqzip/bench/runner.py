@@ -145,7 +145,7 @@ def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[Learne
     from vqzip.runtime import set_threads
 
     set_threads(NET_THREADS)
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         sys.modules["torch"].set_num_threads(NET_THREADS)
     names = list(models) if models is not None else list(available_models())
     if not names:
@@ -365,7 +365,7 @@ def _versions(learned_used: bool) -> dict[str, str | None]:
         pass
     v["pillow-jxl-plugin"] = dist("pillow-jxl-plugin")
     v["vqzip"] = dist("vqzip")
-    if learned_used and "torch" in sys.modules:
+    if learned_used and sys.modules.get("torch") is not None:
         v["torch"] = sys.modules["torch"].__version__
     return v
 

@@ -58,7 +58,7 @@ def apply_threads(n: int | None) -> int:
     for var in THREAD_VARS:
         os.environ[var] = str(n)
     set_threads(n)
-    if "torch" in sys.modules:  # else a command that imports torch later gives it the same number
+    if sys.modules.get("torch") is not None:  # else a command that imports torch later gives it the same number
         sys.modules["torch"].set_num_threads(n)
     return n
 
