@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from .metrics import PSNR_CAP_DB, rate_at_psnr
 
 
@@ -46,7 +48,7 @@ def print_tables(results: dict[str, Any], console) -> None:
         _print_equal_psnr_table(results, console)
     _print_prior_table(results, console)
     for note in meta["notes"]:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(f"[dim]{meta['metadata']}[/dim]")
 
 

@@ -476,8 +476,8 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
     plotted = report.plot_rd(results, out / "rd.png")
     if not quiet:
         report.print_tables(results, console)
-        console.print(f"wrote {out / 'results.json'}" + (f" and {out / 'rd.png'}" if plotted else
-                                                        " (no rd.png: the plot needs matplotlib, pip install 'vqzip[train]')"))
+        plot = f" and {out / 'rd.png'}" if plotted else " (no rd.png: the plot needs matplotlib, pip install 'vqzip[train]')"
+        console.print(f"wrote {out / 'results.json'}{plot}", markup=False)
     return results
 
 
