@@ -5,6 +5,8 @@ In one process with the model loaded once (what a batch job or a server pays per
 1, the default and the top, with the thread count given. The bar (issue #17): 1 s each on 2 cores.
 
     python benchmarks/photo_speed.py [--model photo-hp] [--threads 2] [--out benchmarks/results/photo_speed.json]
+
+The networks run on the default engine (ONNX Runtime); VQZIP_BACKEND=torch times torch's.
 """
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import vqzip
+from vqzip.runtime import backend, set_threads
 from vqzip.zoo import DEFAULT_PHOTO_MODEL
 
 
@@ -30,10 +32,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/photo_speed.json"))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     m = vqzip.load_model(a.model)
     images = [Image.open(p).convert("RGB") for p in sorted(a.data.glob("*.png"))]
-    vqzip.decompress(vqzip.compress(images[0], m, 1))  # warm-up: tables, allocator, oneDNN kernels
+    vqzip.decompress(vqzip.compress(images[0], m, 1))  # warm-up: tables, allocator, sessions
     rows = []
     for q in sorted({1, m.default_quality, m.qualities}):
         enc, dec = [], []
@@ -50,9 +52,11 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     result = {"command": f"python benchmarks/photo_speed.py --model {a.model} --threads {a.threads}",
               "model": a.model, "model_id": f"{m.model_id:04x}", "images": len(images), "threads": a.threads,
+              "engine": type(m.nets).__name__, "VQZIP_BACKEND": backend(),
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "loadavg_1min_at_start": os.getloadavg()[0], "per_quality": rows,
-              "note": "in-process, model loaded once; a whole `vqzip encode` process adds Python and torch start-up"}
+              "note": "in-process, model loaded once; a whole `vqzip encode` process adds Python's start-up "
+                      "(benchmarks/runtime_speed.py times whole processes)"}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
 
