@@ -22,7 +22,6 @@ from vqzip.coding.context import (
     IntegerContext,
     bag_source,
     block_sources,
-    chunk_sources,
     coding_spans,
     group_map,
     level_bags,
@@ -81,24 +80,25 @@ def _reference_tables(integer: dict[str, np.ndarray], cfg: ContextConfig, tokens
     return rows
 
 
-def test_float32_evaluation_equals_int64_reference(trained) -> None:
-    """The decoder's path (block_hidden: context and coarser levels in one embedding bag) builds the
-    reference tables, here for every position of a level at once."""
-    net, tokens = trained
+@pytest.mark.parametrize("shape", [(8, 8), (9, 7)])
+def test_float32_evaluation_equals_int64_reference(trained, shape: tuple[int, int]) -> None:
+    """The decoder's path (block_hidden: context and coarser levels in one embedding bag, rows that
+    do not vary within a block summed once) builds the reference tables, block by block."""
+    net, _ = trained
     integer = net.to_integer()
     model = IntegerContext(net.cfg, integer)
-    t = tokens[:16]
+    t = _tokens(16, 3, *shape, 20, seed=4)
     n, levels, h, w = t.shape
-    chunk = raster_chunk(h, w)
     for level in range(levels):
-        index, groups = chunk_sources(chunk, h, w)
-        a1 = model.block_hidden(bag_source(t, net.cfg, level), t, level, chunk.flat, index, groups)
-        hi = t[:, level].reshape(n, -1)[:, chunk.flat] // net.cfg.split[1]
-        ref_hi, ref_lo, ref_a1 = _reference_tables(integer, net.cfg, tokens[:16], level)[0]
-        assert np.array_equal(a1.reshape(-1, net.cfg.dim).astype(np.int64), ref_a1)
-        assert np.array_equal(model.hi_tables(a1, level).reshape(-1, net.cfg.split[0]), ref_hi)
-        lo = model.lo_tables(a1, level, hi).reshape(-1, net.cfg.split[1])
-        assert np.array_equal(lo, ref_lo[np.arange(len(ref_lo)), hi.reshape(-1)])
+        ref_hi, ref_lo, ref_a1 = _reference_tables(integer, net.cfg, t, level)[0]
+        for block in block_sources(h, w):
+            a1 = model.block_hidden(bag_source(t, net.cfg, level), t, level, block)
+            hi = t[:, level].reshape(n, -1)[:, block.flat] // net.cfg.split[1]
+            rows = (np.arange(n)[:, None] * h * w + block.flat).ravel()  # image-major raster rows of the block
+            assert np.array_equal(a1.reshape(-1, net.cfg.dim).astype(np.int64), ref_a1[rows])
+            assert np.array_equal(model.hi_tables(a1, level).reshape(-1, net.cfg.split[0]), ref_hi[rows])
+            lo = model.lo_tables(a1, level, hi).reshape(-1, net.cfg.split[1])
+            assert np.array_equal(lo, ref_lo[rows, hi.reshape(-1)])
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (70, 80)])
@@ -164,8 +164,7 @@ def test_decoder_refuses_codes_past_the_vocabulary(trained) -> None:
     net, _ = trained
     prior = ContextPrior(net.cfg, net.to_integer())
     t = np.zeros((1, 1, 1, 1), np.int64)
-    flat, index, groups = block_sources(1, 1)[0]
-    a1 = prior.model.block_hidden(bag_source(t, net.cfg, 0), t, 0, flat, index, groups)
+    a1 = prior.model.block_hidden(bag_source(t, net.cfg, 0), t, 0, block_sources(1, 1)[0])
     hi, coder = np.array([[2]]), TokenEncoder()
     coder.encode(hi[0], prior.model.hi_tables(a1, 0)[0])
     coder.encode(np.array([7]), prior.model.lo_tables(a1, 0, hi)[0])  # code 2 * 8 + 7 = 23 >= 20

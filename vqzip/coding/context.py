@@ -19,12 +19,13 @@ Every value is an integer below 2^24 in magnitude, so evaluating it with float32
 whatever the summation order, blocking, FMA use, thread count or batch size (all partial sums are
 representable integers). The LUT (exp as integers, all entries >= 1) is stored, never recomputed, so
 no transcendental function runs at coding time. Training (vqzip.training.context_net) uses the same
-graph with fake quantization (straight-through rounding, onto the grids above), so the float model it
-optimizes is the integer model the coder runs, up to rounding: were the two to disagree (another
-rounding, scale or clamp), the prior would be trained for tables the coder never builds.
+graph with fake quantization (straight-through rounding onto the grids above), so the float model it
+optimizes and the integer model the coder runs match closely (tests/test_context.py holds their bits
+within 2%): were the two to disagree (another rounding, scale or clamp), the prior would be trained
+for tables the coder never builds.
 
-This module needs numpy only, so files can be coded without torch. Every array that holds such
-integers can be evaluated by any float32 BLAS (numpy's matmul) with exactly the same result.
+This module needs numpy only, so files are coded and decoded without torch; any float32 BLAS
+(numpy's matmul) gives exactly the same tables, for the reason above.
 
 Positions of a level are visited in GROUPS (a 4x4-periodic multi-scale pattern): all positions of a
 group are decoded at once, batched over images, and see every neighbour of earlier groups.
@@ -242,29 +243,47 @@ def column_rows(tokens: np.ndarray, cfg: ContextConfig, level: int) -> np.ndarra
     return cfg.rows["column"][0] + level * cfg.vocab + tokens[:, level]
 
 
-def chunk_sources(chunk: Chunk, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of the chunk's positions finds its 16 same-level and 9 coarser-level context tokens
-    in bag_source()'s row, cat(level padded by 2, coarser level padded by 1) flattened (a neighbour
-    not decoded yet points at a padding cell, which holds 'unknown'), as int32 (n, 25); and each
-    position's group."""
-    ii, jj = chunk.flat // w, chunk.flat % w
+@dataclass(frozen=True)
+class BlockSource:
+    """What the coder needs of a block of schedule(), without the Chunk's (n, 16) arrays. All its
+    positions are of one group, so a same-level neighbour that none of them sees (of a later group)
+    is 'unknown' for all: only the neighbours in `same` vary from position to position."""
+    flat: np.ndarray  # (n,) row-major position index
+    group: int
+    same: np.ndarray  # (V,) the SAME_OFFSETS that some position of the block sees
+    # (n, V + 9) int32: where in bag_source()'s row, cat(level padded by 2, coarser level padded by 1)
+    # flattened, each position finds those V neighbours (a padding cell, which holds 'unknown', where it
+    # does not see one) and then its 9 coarser neighbours
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return self.flat.shape[0]
+
+
+def block_source(block: Chunk, h: int, w: int) -> BlockSource:
+    """The BlockSource of a block (positions of one group) of an h x w level."""
+    ii, jj = block.flat // w, block.flat % w
+    groups = np.unique(group_of(ii, jj))
+    if len(groups) != 1:
+        raise ValueError("a block holds the positions of one group")
+    same = np.flatnonzero(block.known.any(0))
     coarse = np.stack([(ii + 1 + di) * (w + 2) + jj + 1 + dj for di, dj in COARSE_OFFSETS], 1)
-    same = np.where(chunk.known, chunk.neighbours, 0)
-    return np.concatenate([same, (h + 4) * (w + 4) + coarse], 1).astype(np.int32), group_of(ii, jj)
+    seen = np.where(block.known[:, same], block.neighbours[:, same], 0)
+    return BlockSource(block.flat, int(groups[0]), same, np.concatenate([seen, (h + 4) * (w + 4) + coarse], 1).astype(np.int32))
 
 
 @grid_cache
-def span_sources(h: int, w: int) -> tuple[tuple[np.ndarray, tuple[int, ...], np.ndarray, np.ndarray], ...]:
-    """(positions, block lengths, *chunk_sources()) of each span of coding_spans(h, w): all the
-    encoder needs of a span, without the Chunk's (n, 16) neighbour arrays."""
-    return tuple((span.flat, blocks, *chunk_sources(span, h, w)) for span, blocks in coding_spans(h, w))
+def block_sources(h: int, w: int) -> tuple[BlockSource, ...]:
+    """The BlockSource of each block of schedule(h, w): all the decoder needs of a block."""
+    return tuple(block_source(block, h, w) for block in schedule(h, w))
 
 
 @grid_cache
-def block_sources(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
-    """(positions, *chunk_sources()) of each block of schedule(h, w): all the decoder needs of a
-    block, without the Chunk's (n, 16) neighbour arrays."""
-    return tuple((block.flat, *chunk_sources(block, h, w)) for block in schedule(h, w))
+def span_sources(h: int, w: int) -> tuple[tuple[np.ndarray, tuple[BlockSource, ...]], ...]:
+    """(positions, its blocks' BlockSources) of each span of coding_spans(h, w): all the encoder
+    needs of a span."""
+    blocks = iter(block_sources(h, w))
+    return tuple((span.flat, tuple(next(blocks) for _ in lengths)) for span, lengths in coding_spans(h, w))
 
 
 def bag_source(tokens: np.ndarray, cfg: ContextConfig, level: int) -> np.ndarray:
@@ -275,16 +294,27 @@ def bag_source(tokens: np.ndarray, cfg: ContextConfig, level: int) -> np.ndarray
     return np.concatenate([_pad(tokens[:, level], 2, cfg.vocab), _pad(coarse, 1, cfg.vocab)], 1)
 
 
-def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, index: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Embedding rows (N * n, 26) of everything a chunk's positions see of their own level and the
-    one above: what same_bags and level_bags give, in one gather. `source` is bag_source() (for the
-    decoder: with the tokens decoded so far written in), `index` and `groups` the chunk's
-    chunk_sources()."""
-    offsets = np.concatenate([cfg.neighbour_rows("same"), cfg.neighbour_rows("coarse")])
-    bags = np.empty((len(source), len(groups), index.shape[1] + 1), np.int64)
-    np.add(np.take(source, index, axis=1), offsets, out=bags[..., :-1])
-    bags[..., -1] = cfg.rows["site"][0] + level * GROUPS + groups
-    return bags.reshape(-1, bags.shape[-1])
+def known_bags(source: np.ndarray, cfg: ContextConfig, level: int, block: BlockSource) -> np.ndarray:
+    """Embedding rows (N * n, V + 9; V at level 0) of the context a block's positions see of their
+    own level and the one above where it varies from position to position, in one gather: with
+    constant_bag()'s rows, each position's rows of same_bags and level_bags. `source` is
+    bag_source() (for the decoder: with the tokens decoded so far written in)."""
+    offsets = cfg.neighbour_rows("same")[block.same]
+    index = block.index[:, : len(offsets)]
+    if level > 0:  # level 0's coarser neighbours are all 'unknown': constant_bag() has them
+        offsets, index = np.concatenate([offsets, cfg.neighbour_rows("coarse")]), block.index
+    return (np.take(source, index, axis=1) + offsets).reshape(len(source) * len(block), len(offsets))
+
+
+def constant_bag(cfg: ContextConfig, level: int, block: BlockSource) -> np.ndarray:
+    """Embedding rows every position of the block sees alike: the 'unknown' row of each same-level
+    neighbour none of them sees, the (level, group) site row, and at level 0 the 'unknown' coarser
+    neighbours."""
+    unseen = np.setdiff1d(np.arange(len(SAME_OFFSETS)), block.same)
+    rows = [cfg.neighbour_rows("same")[unseen] + cfg.vocab, [cfg.rows["site"][0] + level * GROUPS + block.group]]
+    if level == 0:
+        rows.append(cfg.neighbour_rows("coarse") + cfg.vocab)
+    return np.concatenate(rows)
 
 
 class IntegerContext:
@@ -329,61 +359,72 @@ class IntegerContext:
         if inexact or worst * 4 >= EXACT_LIMIT:
             raise ValueError("context prior exceeds the exact integer range of float32")
 
-    def block_hidden(self, source: np.ndarray, tokens: np.ndarray, level: int, flat: np.ndarray,
-                     index: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """a1 (N, n, D) of the positions `flat` of `level` (a block of schedule(), or any chunk), from
-        the tokens decoded so far: `source` is bag_source() with the level's decoded tokens written
-        in, (index, groups) the chunk's chunk_sources(), and `tokens` (N, L, h, w) holds the coarser
-        levels. The coarser levels' column rows join the same embedding bag, so the decoder keeps no
-        per-position state beyond the tokens (the encoder's known_gaps keeps a column sum instead)."""
+    def block_hidden(self, source: np.ndarray, tokens: np.ndarray, level: int, block: BlockSource) -> np.ndarray:
+        """a1 (N, n, D) of the positions of a block of `level`, from the tokens decoded so far:
+        `source` is bag_source() with the level's decoded tokens written in, and `tokens` (N, L, h, w)
+        holds the coarser levels. Their column rows join the same embedding bag, so the decoder keeps
+        no per-position state beyond the tokens (the encoder's known_gaps keeps a column sum instead)."""
         n = len(source)
-        bags = known_bags(source, self.cfg, level, index, groups).reshape(n, len(flat), -1)
+        coarser = None
         if level:  # column_rows() of the coarser levels, at the block's positions only
-            coarser = tokens.reshape(n, tokens.shape[1], -1)[:, :level, flat].transpose(0, 2, 1)
-            bags = np.concatenate([bags, coarser + self.cfg.rows["column"][0] + self.cfg.vocab * np.arange(level)], 2)
-        h0 = self._embedding_sum(bags.reshape(n * len(flat), -1))
-        return self._activate(h0, level).reshape(n, len(flat), -1)
+            coarser = tokens.reshape(n, tokens.shape[1], -1)[:, :level, block.flat].transpose(0, 2, 1)
+            coarser = coarser + self.cfg.rows["column"][0] + self.cfg.vocab * np.arange(level)
+        return self._activate(self._block_sum(source, level, block, coarser), level)
 
     def known_gaps(self, tokens: np.ndarray,
                    levels: int) -> Iterator[tuple[int, tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(level, block lengths, hi, hi gaps, lo, lo gaps) of tokens (N, L, h, w) that are all known
         (encoding, measuring bits), span by span in coding order (coding_spans): the tables the
-        decoder builds block by block, with fewer and larger steps. A span's context is gathered
-        into one embedding bag, and the coarser levels' column sum is kept in coding order, so a
-        span reads a contiguous slice of it."""
+        decoder builds block by block, with fewer and larger steps. The coarser levels' column sum
+        is kept in coding order, so a span reads a contiguous slice of it."""
         n, _, h, w = tokens.shape
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab):
             raise ValueError(f"tokens outside the context prior's vocabulary 0..{self.cfg.vocab - 1}")
         spans = span_sources(h, w)
-        order = np.concatenate([flat for flat, *_ in spans])
+        order = np.concatenate([flat for flat, _ in spans])
         column = np.zeros((n, h * w, self.cfg.dim), self.sum_dtype)
         size = self.cfg.split[1]
         for level in range(levels):
             codes, source = tokens[:, level].reshape(n, -1), bag_source(tokens, self.cfg, level)
             start = 0
-            for flat, blocks, index, groups in spans:
-                h0 = self._embedding_sum(known_bags(source, self.cfg, level, index, groups)).reshape(n, len(flat), -1)
-                h0 += column[:, start: start + len(flat)]
+            for flat, blocks in spans:
+                h0, columns = np.empty((n, len(flat), self.cfg.dim), self.sum_dtype), column[:, start: start + len(flat)]
+                at = 0
+                for block in blocks:
+                    part = slice(at, at + len(block))
+                    np.add(self._block_sum(source, level, block), columns[:, part], out=h0[:, part])
+                    at = part.stop
                 a1 = self._activate(h0, level)
                 code = codes[:, flat]
                 hi, lo = code // size, code % size
-                yield level, blocks, hi, self.hi_gaps(a1, level), lo, self.lo_gaps(a1, level, hi)
+                yield level, tuple(map(len, blocks)), hi, self.hi_gaps(a1, level), lo, self.lo_gaps(a1, level, hi)
                 start += len(flat)
             if level + 1 < levels:  # a block at a time: no second (N, h * w, D) array on large images
                 rows = column_rows(tokens, self.cfg, level).reshape(n, -1)[:, order]
                 for first in range(0, h * w, BLOCK):
                     column[:, first: first + BLOCK] += np.take(self.embed, rows[:, first: first + BLOCK], axis=0)
 
+    def _block_sum(self, source: np.ndarray, level: int, block: BlockSource, extra: np.ndarray | None = None) -> np.ndarray:
+        """h0 (N, n, D), as sum_dtype: the summed embedding rows of what the block's positions see, and
+        of `extra` (N, n, E) rows more. Only the rows that vary are gathered per position: at level 0
+        a CIFAR-10 grid's positions gather 5 rows on average, not 26."""
+        bags = known_bags(source, self.cfg, level, block)
+        if extra is not None:
+            bags = np.concatenate([bags.reshape(*extra.shape[:2], bags.shape[1]), extra], 2).reshape(len(bags), -1)
+        h0 = self._embedding_sum(bags).reshape(len(source), len(block), self.cfg.dim)
+        h0 += self.embed[constant_bag(self.cfg, level, block)].sum(0, dtype=self.sum_dtype)
+        return h0
+
     def _embedding_sum(self, bags: np.ndarray) -> np.ndarray:
-        """h0 (M, D), as sum_dtype: the sum of the embedding rows of each bag (M, B). PIECE bags at a
+        """(M, D), as sum_dtype: the sum of the embedding rows of each bag (M, B). PIECE bags at a
         time, slot by slot: the (B, PIECE, D) rows gathered stay in cache, and summing over the outer
         axis is B - 1 long vector additions (not M * B short ones)."""
-        m, b = bags.shape
-        out = np.empty((m, self.cfg.dim), self.sum_dtype)
-        buffer = np.empty(b * PIECE * self.cfg.dim, np.int8)
+        (m, b), d = bags.shape, self.cfg.dim
+        out = np.empty((m, d), self.sum_dtype)
+        buffer = np.empty(b * PIECE * d, np.int8)
         for start in range(0, m, PIECE):
             piece = bags[start: start + PIECE].T
-            rows = buffer[: piece.size * self.cfg.dim].reshape(*piece.shape, -1)
+            rows = buffer[: piece.size * d].reshape(*piece.shape, d)
             # every row is in range (known_gaps checks the tokens, the decoder refuses codes past K): "clip"
             # only spares the bounds check, and numpy buffers `out` under the default mode
             np.take(self.embed, piece, axis=0, out=rows, mode="clip")

@@ -203,15 +203,15 @@ class ContextPrior:
             cells = t.reshape(len(t), levels, h * w)  # a view of t: position-indexed
             for lvl in range(levels):
                 source = bag_source(t, self.config, lvl)
-                for flat, index, groups in blocks:
-                    a1 = self.model.block_hidden(source, t, lvl, flat, index, groups)
+                for block in blocks:
+                    a1 = self.model.block_hidden(source, t, lvl, block)
                     hi = np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.hi_tables(a1, lvl))]).astype(np.int64)
                     lo = np.stack([d.decode_tables(f) for d, f in zip(decoders, self.model.lo_tables(a1, lvl, hi))])
                     code = hi * size + lo
                     if int(code.max()) >= self.config.vocab:  # before it reaches a context bag
                         raise FormatError("payload decodes to a token outside the model's vocabulary")
-                    source[:, padded_cell(*np.divmod(flat, w), w)] = code
-                    cells[:, lvl, flat] = code
+                    source[:, padded_cell(*np.divmod(block.flat, w), w)] = code
+                    cells[:, lvl, block.flat] = code
             out.append(t)
         return np.concatenate(out) if out else np.zeros((0, levels, h, w), np.int64)
 
