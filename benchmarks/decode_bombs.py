@@ -6,9 +6,10 @@ bytes), the script crafts the largest claims the decoder's payload bound lets th
 highest; a square and a wide grid; RGBA with an opaque alpha plane, so that the plane is allocated
 too), with valid checksums, and claims far over it (the issue's 2048 x 2048 and 65536 x 4096). Each
 file runs through `vqzip decode` as its own process: that process's peak RSS comes from os.wait4, its
-wall time from the parent. Python's start-up with torch and the model costs 2-3 s on a loaded 2-core
-machine by itself, so the child also times, with the model loaded, the decode command's own work
-(reading the file, every check, decoding tokens and pixels, writing the PNG): the "work" column.
+wall time from the parent. Python's start-up with numpy, ONNX Runtime and the model costs a few tenths
+of a second by itself (2-3 s when torch ran the networks), so the child also times, with the model
+loaded, the decode command's own work (reading the file, every check, decoding tokens and pixels, writing the
+PNG): the "work" column.
 
 Payloads. A header at the bound needs a payload that decodes for as long as possible. The script
 tries: zero bytes ending in 01, and the start of a real payload (the coder's output for
@@ -237,10 +238,11 @@ def main() -> None:
                      for j in jobs if j["case"].startswith("baseline")},
         "machine": {"cpus": os.cpu_count()},
         "note": "work_s: the decode command's own work in the child with the model already loaded (read, checks, tokens, "
-                "network, PNG, write); process_s: the whole process (interpreter, torch, model, work) from the parent; "
-                "peak_rss_mb: the child's ru_maxrss (os.wait4), torch and the model included. full decode: the same claim "
+                "network, PNG, write); process_s: the whole process (interpreter, numpy, ONNX Runtime, model, work) "
+                "from the parent; "
+                "peak_rss_mb: the child's ru_maxrss (os.wait4), the runtime and the model included. full decode: the same claim "
                 "with the payload bound switched off and an empty payload, which decodes every token: the most work "
-                "any payload of that size could cause. Shared 2-core machine with other jobs running.",
+                "any payload of that size could cause. Run with the machine's other job (a training) paused.",
         "jobs": jobs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
