@@ -1,6 +1,6 @@
 """Issue #21's bars: whole `vqzip` processes and batch throughput, ONNX Runtime against torch.
 
-    python benchmarks/runtime_speed.py [--runs 5] [--cifar 1024] [--out benchmarks/results/runtime_speed.json]
+    python benchmarks/runtime_speed.py [--runs 5] [--cifar 1024] [--venv] [--out benchmarks/results/runtime_speed.json]
 
 Each command runs `--runs` times as a fresh process (best and median wall clock: start-up included,
 which is what a shell loop or a per-request server pays), once with the default engine (ONNX Runtime)
@@ -12,6 +12,8 @@ and once with VQZIP_BACKEND=torch:
 and, in one process per engine, CIFAR-10 test images through api.encode_batch / api.decode_batch in
 batches of 256 at the default quality (context prior), 2 threads. Bars (2 cores): decode of a 32x32
 file at most 0.5 s, --help at most 0.3 s, Kodak no slower than torch, throughput no lower than torch.
+With --venv it also measures a fresh virtualenv with `pip install .` on disk (bar: at most 200 MB);
+that needs the package index, or a pip cache holding the dependencies.
 """
 from __future__ import annotations
 
@@ -66,12 +68,29 @@ print(json.dumps({{"encode_images_per_s": round(n / (t1 - t0)), "decode_images_p
     return result
 
 
+def venv_size() -> dict[str, object]:
+    """MB on disk of a fresh virtualenv after `pip install .` (the checkout), in all and per package."""
+    def mb(p: Path) -> float:
+        return round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20, 1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Path(tmp) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(env / "bin" / "pip"), "install", "-q", str(ROOT)], check=True, cwd=tmp)
+        site = next(env.glob("lib/python*/site-packages"))
+        parts = {p.name: mb(p) for p in site.iterdir() if p.is_dir() and not p.name.endswith((".dist-info", "__pycache__"))}
+        top = dict(sorted(parts.items(), key=lambda kv: -kv[1])[:12])
+        models = mb(site / "vqzip" / "models") if (site / "vqzip" / "models").is_dir() else 0.0
+        return {"total_mb": mb(env), "vqzip_models_mb": models, "largest_mb": top}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cifar", type=int, default=1024, help="CIFAR-10 test images for the throughput (0 skips)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("VQZIP_DATA", ROOT.parent / "shared" / "data")))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "runtime_speed.json")
+    ap.add_argument("--venv", action="store_true", help="also measure a fresh virtualenv with pip install .")
     a = ap.parse_args()
     kodak = a.data / "kodak" / "kodim01.png"
     rows: dict[str, dict] = {}
@@ -97,12 +116,17 @@ def main() -> None:
             if a.cifar and (a.data / "cifar10").is_dir():
                 r["cifar10_batch_256"] = throughput(backend, a.cifar, a.data)
             print(backend, json.dumps(r), flush=True)
-    result = {"command": f"python benchmarks/runtime_speed.py --runs {a.runs} --cifar {a.cifar}",
+    result: dict[str, object] = {"command": f"python benchmarks/runtime_speed.py --runs {a.runs} --cifar {a.cifar}",
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "loadavg_1min_at_end": os.getloadavg()[0], "python": platform.python_version(),
               "method": "fresh processes, wall clock, best and median of --runs; throughput in one process per "
                         "engine after a warm-up batch; 2 threads (OMP_NUM_THREADS=2)",
               "onnx": rows["onnx"], "torch": rows["torch"]}
+    if a.venv:
+        result["venv"] = venv_size()
+        print("venv", json.dumps(result["venv"]), flush=True)
+    elif a.out.is_file() and "venv" in (old := json.loads(a.out.read_text())):
+        result["venv"] = old["venv"]  # an earlier run's measurement of the same checkout's install
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
 
