@@ -135,9 +135,9 @@ def gaussian_likelihood(v: Tensor, scale: Tensor) -> Tensor:
 
 @lru_cache(maxsize=1)
 def native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 / AMX): there the transforms
-    run about twice as fast in bfloat16 at a loss of about 0.002 dB; elsewhere bfloat16 would be
-    emulated, and slower. VQZIP_FLOAT32=1 turns it off."""
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 / AMX): there `--effort`'s
+    gradient steps run about twice as fast in bfloat16; elsewhere bfloat16 would be emulated, and
+    slower. VQZIP_FLOAT32=1 turns it off. (Coding itself runs the float32 graphs of codec.graphs.)"""
     if os.environ.get("VQZIP_FLOAT32") == "1":
         return False
     try:
@@ -147,7 +147,7 @@ def native_bf16() -> bool:
 
 
 def inference_precision() -> Any:
-    """The autocast context the transforms run under when coding (bfloat16 where it is native)."""
+    """The autocast context `refine_latents` runs the synthesis under (bfloat16 where it is native)."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16())
 
 
