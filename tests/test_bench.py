@@ -262,3 +262,21 @@ def test_ms_ssim_is_one_for_identical_images_and_undefined_for_small_ones() -> N
     worse = metrics.ms_ssim(img, noisy)
     assert worse.shape == (2,) and (worse < 0.999).all() and (worse > 0).all()
     assert np.isnan(metrics.ms_ssim(img[:, :32, :32], img[:, :32, :32])).all()
+
+
+def test_kodak_thumbs_are_box_downsampled_tiles(tmp_path: Path) -> None:
+    """kodak-thumbs: every 256x256 tile on a 256-pixel grid, each the rounded mean of its 8x8 blocks."""
+    from vqzip.bench.datasets import kodak_thumbs, load_target
+
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (512, 768, 3), dtype=np.uint8), rng.integers(0, 256, (768, 512, 3), dtype=np.uint8)]
+    for i, arr in enumerate(photos):
+        Image.fromarray(arr).save(kodak / f"kodim{i + 1:02d}.png")
+    thumbs = kodak_thumbs(tmp_path)
+    assert thumbs.shape == (12, 32, 32, 3) and thumbs.dtype == np.uint8
+    block_means = photos[0][:256, 256:512].reshape(32, 8, 32, 8, 3).mean((1, 3))
+    assert np.abs(thumbs[1].astype(float) - block_means).max() <= 0.5 + 1e-9  # the second tile of the first photo
+    name, images = load_target("kodak-thumbs", tmp_path, 5)
+    assert name.startswith("kodak-thumbs") and len(images) == 5

@@ -1,4 +1,4 @@
-"""The images a benchmark runs on: CIFAR-10 test set, the Kodak suite, or any folder of images."""
+"""The images a benchmark runs on: CIFAR-10 test set, the Kodak suite, Kodak thumbnails, or any folder of images."""
 from __future__ import annotations
 
 import os
@@ -56,8 +56,27 @@ def load_kodak(data: str | os.PathLike | None = None, limit: int | None = None) 
     return _stack_if_uniform([_read_rgb(p) for p in sorted(d.glob("kodim*.png"))[:limit]])
 
 
+THUMB_TILE = 256  # pixels of Kodak per thumbnail side...
+THUMB_SIDE = 32  # ...box-downsampled to this
+
+
+def kodak_thumbs(data: str | os.PathLike | None = None, limit: int | None = None) -> np.ndarray:
+    """Small images that are not CIFAR-10 (issue #18's test set, never trained on): every 256x256 tile
+    of each Kodak photo on a 256-pixel grid, in reading order, box-downsampled to 32x32 (the mean of
+    each 8x8 block, Pillow's Image.reduce, which rounds): 6 per photo, 144 in all."""
+    thumbs = []
+    for p in sorted(find_kodak(data).glob("kodim*.png")):
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+        for y in range(0, rgb.height - THUMB_TILE + 1, THUMB_TILE):
+            for x in range(0, rgb.width - THUMB_TILE + 1, THUMB_TILE):
+                tile = rgb.crop((x, y, x + THUMB_TILE, y + THUMB_TILE))
+                thumbs.append(np.asarray(tile.reduce(THUMB_TILE // THUMB_SIDE)))
+    return np.stack(thumbs[:limit])
+
+
 def load_target(target: str, data: Path | None, limit: int | None) -> tuple[str, Images]:
-    """('cifar10' | 'kodak' | folder) -> (dataset description, images)."""
+    """('cifar10' | 'kodak' | 'kodak-thumbs' | folder) -> (dataset description, images)."""
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
     if target == "cifar10":
@@ -65,10 +84,12 @@ def load_target(target: str, data: Path | None, limit: int | None) -> tuple[str,
         return "cifar10 (test split)", images[:limit]
     if target == "kodak":
         return "kodak", load_kodak(data, limit)
+    if target == "kodak-thumbs":
+        return "kodak-thumbs (every 256x256 tile of Kodak box-downsampled to 32x32)", kodak_thumbs(data, limit)
     folder = Path(target)
     if folder.is_dir():
         return f"folder {folder}", load_folder(folder, limit)
-    raise ValueError(f"unknown benchmark target {target!r}: expected 'cifar10', 'kodak' or a folder of images")
+    raise ValueError(f"unknown benchmark target {target!r}: expected 'cifar10', 'kodak', 'kodak-thumbs' or a folder of images")
 
 
 def count(images: Images) -> int:

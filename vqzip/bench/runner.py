@@ -485,7 +485,8 @@ def run_bench(target: str, *, limit: int | None, models: list[str] | None, codec
               data: Path | None, quiet: bool = False, sweep: dict[str, Sequence[int]] | None = None,
               learned: Sequence[LearnedCodec] | None = None, workers: int = DEFAULT_WORKERS,
               batch_size: int | None = None, command: str | None = None) -> dict:
-    """`vqzip bench TARGET`: TARGET is 'cifar10' (test split), 'kodak' or a folder of images.
+    """`vqzip bench TARGET`: TARGET is 'cifar10' (test split), 'kodak', 'kodak-thumbs' (datasets.kodak_thumbs)
+    or a folder of images.
 
     models: vqzip model names (None = every installed model, [] = none); codecs: reference codec names
     (None = png, jpeg (4:2:0 and 4:4:4), webp, avif, jxl); learned: extra, already loaded learned codecs.

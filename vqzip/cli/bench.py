@@ -18,8 +18,9 @@ def _names(value: str | None) -> list[str] | None:
 
 
 def bench(
-    target: Annotated[str, typer.Argument(help="'cifar10' (the 10,000 test images), 'kodak', a folder of images, "
-                                               "or the results.json of an earlier run (prints its tables again).")],
+    target: Annotated[str, typer.Argument(help="'cifar10' (the 10,000 test images), 'kodak', 'kodak-thumbs' "
+                                               "(144 32x32 tiles of Kodak), a folder of images, or the results.json of an "
+                                               "earlier run (prints its tables again).")],
     limit: Annotated[int | None, opt.limit("Use only the first N images.")] = None,
     models: Annotated[str | None, typer.Option("--models", help="Comma-separated vqzip models (default: all installed).")] = None,
     codecs: Annotated[str | None, typer.Option("--codecs", help="Comma-separated references: png,jpeg,webp,avif,jxl "
