@@ -25,49 +25,18 @@ from .hyperprior import PhotoCodec
 from .model import Codec
 
 
-class _Encode(nn.Module):
-    def __init__(self, codec: Codec) -> None:
+class _Call(nn.Module):
+    """One method (or submodule) of a codec as a module of its own, to trace: forward(*inputs) is
+    codec.<name>(*inputs, *extra). The codec is its attribute `c`, so the graph's weights keep their names
+    (`c.` + the codec's state_dict keys)."""
+
+    def __init__(self, codec: nn.Module, name: str, *extra: Any) -> None:
         super().__init__()
-        self.c = codec
+        self.c, self.name, self.extra = codec, name, extra
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.c.quantizer.tokens(self.c.encoder(x), None)
-
-
-class _Decode(nn.Module):
-    def __init__(self, codec: Codec) -> None:
-        super().__init__()
-        self.c = codec
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.c.decode_tokens(tokens)
-
-
-class _Analysis(nn.Module):
-    def __init__(self, codec: PhotoCodec) -> None:
-        super().__init__()
-        self.c = codec
-
-    def forward(self, x: Tensor, q: Tensor) -> Tensor:
-        return self.c.analysis(x, q)
-
-
-class _HyperAnalysis(nn.Module):
-    def __init__(self, codec: PhotoCodec) -> None:
-        super().__init__()
-        self.c = codec
-
-    def forward(self, y: Tensor) -> Tensor:
-        return self.c.h_a(y)
-
-
-class _Synthesis(nn.Module):
-    def __init__(self, codec: PhotoCodec) -> None:
-        super().__init__()
-        self.c = codec
-
-    def forward(self, y_hat: Tensor, q: Tensor) -> Tensor:
-        return self.c.synthesis(y_hat, q)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        out: Tensor = getattr(self.c, self.name)(*inputs, *self.extra)
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,14 +53,16 @@ def graphs(codec: Codec | PhotoCodec) -> dict[str, Graph]:
     if isinstance(codec, PhotoCodec):
         m, s = codec.config.latent, codec.latent_stride
         x, y, q = torch.zeros(1, 3, 4 * s, 4 * s), torch.zeros(1, m, 4, 4), torch.zeros(1, dtype=torch.long)
-        return {"analysis": Graph(_Analysis(codec), {"x": x, "q": q}, "y", {"x": hw, "q": n, "y": hw}),
-                "hyper_analysis": Graph(_HyperAnalysis(codec), {"y": y}, "z", {"y": hw, "z": hw}),
-                "synthesis": Graph(_Synthesis(codec), {"y_hat": y, "q": q}, "x", {"y_hat": hw, "q": n, "x": hw})}
+        return {"analysis": Graph(_Call(codec, "analysis"), {"x": x, "q": q}, "y", {"x": hw, "q": n, "y": hw}),
+                "hyper_analysis": Graph(_Call(codec, "h_a"), {"y": y}, "z", {"y": hw, "z": hw}),
+                "synthesis": Graph(_Call(codec, "synthesis"), {"y_hat": y, "q": q}, "x", {"y_hat": hw, "q": n, "x": hw})}
     x = torch.zeros(1, 3, 4 * codec.stride, 4 * codec.stride)
-    out = {"encode": Graph(_Encode(codec), {"x": x}, "tokens", {"x": hw, "tokens": hw})}
+    encode = _Call(codec, "encode_tokens", codec.qualities)  # the top quality: every level
+    out = {"encode": Graph(encode, {"x": x}, "tokens", {"x": hw, "tokens": hw})}
     for levels in range(1, len(codec.quantizer.vocab_sizes) + 1) if codec.config.progressive else [0]:
         tokens = torch.zeros(1, levels or len(codec.quantizer.vocab_sizes), 4, 4, dtype=torch.long)
-        out[decode_graph(codec.config, levels)] = Graph(_Decode(codec), {"tokens": tokens}, "x", {"tokens": hw, "x": hw})
+        decode = _Call(codec, "decode_tokens")
+        out[decode_graph(codec.config, levels)] = Graph(decode, {"tokens": tokens}, "x", {"tokens": hw, "x": hw})
     return out
 
 
