@@ -61,7 +61,7 @@ def test_batch_equals_single_and_decoding_is_deterministic(model):
 def test_tiled_large_image_matches_untiled(model, monkeypatch):
     img = rgb(64, 96)
     whole = api.encode_batch(img[None], model, 2)[0].data
-    monkeypatch.setattr(api, "TILE", 4)  # force many tiles on a small image
+    monkeypatch.setattr(api, "TILE_PIXELS", 16)  # force many tiles on a small image (4 positions at stride 4)
     monkeypatch.setattr(api, "MARGIN", 8)
     assert api.encode_batch(img[None], model, 2)[0].data == whole
 

@@ -24,7 +24,7 @@ from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .runtime import requires_torch
 from .zoo import DEFAULT_MODEL, LoadedModel, available_models, find_by_id, load_model
 
-TILE = 128  # latent positions per tile side: bounds memory for any image size
+TILE_PIXELS = 512  # a token model's tiles, in pixels per side: bounds memory for any image size and stride
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
 MARGIN = 8  # latent positions of context around each tile (beyond the networks' receptive field)
 
@@ -52,12 +52,12 @@ def resolve_quality(m: LoadedModel, quality: int | None) -> int:
 
 
 def tiled(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, grid: tuple[int, int],
-          in_scale: int, out_scale: int, tile: int = TILE) -> np.ndarray:
+          in_scale: int, out_scale: int, tile: int) -> np.ndarray:
     """Apply a fully convolutional `fn` tile by tile over a grid of (h, w) latent positions.
 
-    Each tile is computed with MARGIN positions of context and only its centre is kept, so the result
-    matches a whole-image pass while memory stays bounded. `x` has `in_scale` pixels per position,
-    the output `out_scale`.
+    Each tile (`tile` positions a side) is computed with MARGIN positions of context and only its
+    centre is kept, so the result matches a whole-image pass while memory stays bounded. `x` has
+    `in_scale` pixels per position, the output `out_scale`.
     """
     h, w = grid
     out: np.ndarray | None = None
@@ -80,6 +80,11 @@ def _pad(images: np.ndarray, stride: int) -> np.ndarray:
     _, height, width, _ = images.shape
     h, w = -(-height // stride) * stride, -(-width // stride) * stride
     return np.pad(images, ((0, 0), (0, h - height), (0, w - width), (0, 0)), mode="edge").transpose(0, 3, 1, 2)
+
+
+def _token_tile(m: LoadedModel) -> int:
+    """A token model's tile side in positions: TILE_PIXELS pixels whatever its stride."""
+    return max(1, TILE_PIXELS // m.stride)
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:
@@ -125,7 +130,8 @@ def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray
         return photo_tokens(images, m, quality)[0]
     x, levels = _pad(images, m.stride), m.config.levels_for(quality)
     fn = lambda t: m.nets.run("encode", x=to_unit(t))[:, :levels]  # noqa: E731
-    return np.ascontiguousarray(tiled(fn, x, (x.shape[2] // m.stride, x.shape[3] // m.stride), m.stride, 1))
+    return np.ascontiguousarray(tiled(fn, x, (x.shape[2] // m.stride, x.shape[3] // m.stride), m.stride, 1,
+                                      _token_tile(m)))
 
 
 def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, quality: int | None = None) -> np.ndarray:
@@ -142,7 +148,7 @@ def token_images(tokens: np.ndarray, m: LoadedModel, height: int, width: int, qu
 
         graph = decode_graph(m.config, tokens.shape[1])
         fn = lambda t: to_uint8(m.nets.run(graph, tokens=np.ascontiguousarray(t, np.int64)))  # noqa: E731
-        out = tiled(fn, tokens, tokens.shape[-2:], 1, m.stride)
+        out = tiled(fn, tokens, tokens.shape[-2:], 1, m.stride, _token_tile(m))
     return out.transpose(0, 2, 3, 1)[:, :height, :width]
 
 
