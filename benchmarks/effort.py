@@ -20,6 +20,7 @@ from PIL import Image
 
 from vqzip import api
 from vqzip.bench.metrics import bd_rate, psnr
+from vqzip.runtime import set_threads
 from vqzip.zoo import DEFAULT_PHOTO_MODEL
 
 
@@ -33,7 +34,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/effort.json"))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads)  # the refinement's gradient steps
+    set_threads(a.threads)  # the networks (ONNX Runtime)
     m = api.load_model(a.model)
     images = [Image.open(p).convert("RGB") for p in sorted(a.data.glob("*.png"))[: a.images]]
     pixels = sum(i.width * i.height for i in images)
