@@ -126,16 +126,11 @@ def corpus_digest(corpus: list[bytes]) -> str:
 # --- mutations --------------------------------------------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+_varint = container._varint  # the writer the format uses
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A varint of any length (mutations make long ones), unlike the container's bounded reader."""
     value = shift = 0
     while True:
         byte = data[pos]
