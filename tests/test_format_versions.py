@@ -64,7 +64,7 @@ def test_the_photo_codec_sample_decodes_to_its_tokens() -> None:
     from, and those tokens still code to its payload byte for byte."""
     data = (DATA / "sample-v3.vqz").read_bytes()
     header, _ = container.parse_header(data)
-    m = api.load_model("photo-hp")
+    m = api.load_model("photo-hp-v1")
     assert header.version == 3 and header.model_id == m.model_id
     stored = np.load(DATA / "sample-v3-tokens.npz")
     y, z = stored["y"].astype(np.int64), stored["z"].astype(np.int64)

@@ -65,7 +65,7 @@ def photo_hp_sample() -> None:
     with resources.files("vqzip.assets").joinpath("sample.png").open("rb") as f:
         img = Image.open(f).convert("RGB").crop((0, 0, 128, 128))
     img.save(HERE / "sample128.png")
-    m = api.load_model("photo-hp")
+    m = api.load_model("photo-hp-v1")
     data = api.compress(img, m, 4)
     assert data[2] == 3
     (HERE / "sample-v3.vqz").write_bytes(data)
