@@ -55,6 +55,7 @@ class OnnxNets:
     def __init__(self, weights: Path, digest: bytes, graphs: tuple[str, ...]) -> None:
         self.weights, self.digest, self.graphs = weights, digest, graphs
         self._sessions: dict[str, Any] = {}
+        self._inputs: dict[str, list[str]] = {}  # each graph's input names, asked of its session once
 
     def session(self, graph: str) -> Any:
         if graph not in self._sessions:
@@ -82,7 +83,9 @@ class OnnxNets:
     def run(self, graph: str, **inputs: np.ndarray) -> np.ndarray:
         """The graph's output; inputs it does not use (the exporter drops them) are left out."""
         s = self.session(graph)
-        out: np.ndarray = s.run(None, {i.name: inputs[i.name] for i in s.get_inputs()})[0]
+        if graph not in self._inputs:
+            self._inputs[graph] = [i.name for i in s.get_inputs()]
+        out: np.ndarray = s.run(None, {name: inputs[name] for name in self._inputs[graph]})[0]
         return out
 
 
