@@ -57,7 +57,8 @@ def main() -> None:
     base, refined = curves[0], curves[a.effort]
     bd = bd_rate([r["bpp"] for r in base], [r["psnr"] for r in base], [r["bpp"] for r in refined], [r["psnr"] for r in refined])
     result = {"command": f"python benchmarks/effort.py --effort {a.effort} --images {a.images} --qualities "
-                         + " ".join(map(str, a.qualities)), "model": a.model, "model_id": f"{m.model_id:04x}",
+                         + " ".join(map(str, a.qualities)) + f" --threads {a.threads}",
+              "model": a.model, "model_id": f"{m.model_id:04x}",
               "images": [Path(i.filename).name if hasattr(i, "filename") else "" for i in images],
               "loadavg_1min_at_start": os.getloadavg()[0], "effort_0": base, f"effort_{a.effort}": refined,
               "bd_rate_percent": bd}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from vqzip import zoo
 from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig
 from vqzip.coding import gaussian
 from vqzip.coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, HyperpriorCoder, IntegerHyperSynthesis
@@ -275,26 +276,36 @@ def test_every_table_caps_its_peak_so_a_payload_bounds_its_tokens(tiny: tuple[Ph
 
 
 def test_effort_refines_tokens_for_the_same_decoder(photo_model) -> None:
-    """--effort changes only which tokens are coded: the file decodes with the same model and holds
-    the refined tokens (what they buy is measured by benchmarks/effort.py)."""
+    """--effort changes only which tokens are coded: the file decodes with the same model, holds the
+    refined tokens, is the same on a second encode, and its tokens never cost more than the plain
+    ones (what they buy on real photos is measured by benchmarks/effort.py)."""
     from PIL import Image
 
     from vqzip import api
+    from vqzip.codec.hyperprior import coded_cost
 
     img = _image(64, 64)
-    plain = api.compress_images([Image.fromarray(img)], photo_model, 2)[0].data
     refined = api.compress_images([Image.fromarray(img)], photo_model, 2, effort=5)[0].data
     assert api.decompress(refined).size == (64, 64)
+    assert api.compress_images([Image.fromarray(img)], photo_model, 2, effort=5)[0].data == refined
     y0, z0 = api.photo_tokens(img[None], photo_model, 2)
     y1, z1 = api.photo_tokens(img[None], photo_model, 2, effort=5)
-    assert (y0 != y1).any() and (api.file_tokens(refined) == y1[0]).all() and plain != refined
+    assert (api.file_tokens(refined) == y1[0]).all()
+    x, q = torch.from_numpy(api.to_unit(api._pad(img[None], photo_model.stride))), torch.tensor([1])
+    with torch.no_grad():
+        costs = [coded_cost(photo_model.codec, x, q, torch.from_numpy(y).float(), torch.from_numpy(z).float())[0]
+                 for y, z in ((y0, z0), (y1, z1))]
+    assert costs[1] <= costs[0]
 
 
-def test_no_photo_codec_is_picked_while_none_beats_the_small_model() -> None:
-    """photo-hp is installed but does not yet beat cifar10-rvq on photos, so nothing picks it unasked."""
+def test_photos_go_to_the_shipped_photo_codec_and_small_images_do_not() -> None:
+    """Without -m, an image from PHOTO_MIN_SIDE up goes to the shipped photo codec (the size rule that
+    benchmarks/pick_model.py measured), a smaller one to the small-image model."""
     from vqzip import api
 
-    assert api.AUTO_PHOTO_MODEL is None and api.pick_model(768, 512) == api.DEFAULT_MODEL
+    assert api.AUTO_PHOTO_MODEL == zoo.DEFAULT_PHOTO_MODEL
+    assert api.pick_model(768, 512) == zoo.DEFAULT_PHOTO_MODEL
+    assert api.pick_model(512, api.PHOTO_MIN_SIDE - 1) == api.DEFAULT_MODEL == zoo.DEFAULT_MODEL
 
 
 def test_rate_targets_work_with_the_photo_codec(photo_model) -> None:

@@ -22,7 +22,7 @@ from .coding.entropy import payload_floor
 from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .runtime import requires_torch
-from .zoo import DEFAULT_MODEL, LoadedModel, available_models, find_by_id, load_model
+from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, LoadedModel, available_models, find_by_id, load_model
 
 TILE_PIXELS = 512  # a token model's tiles, in pixels per side: bounds memory for any image size and stride
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
@@ -322,11 +322,12 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
     return [out[i] for i in range(len(prepared))]
 
 
-PHOTO_MIN_SIDE = 128  # pixels on the short side from which photos go to the photo codec
-# The photo codec photos go to, or None while none beats the small-image model on photos. photo-hp
-# does not yet: +10.4 % BD-rate against cifar10-rvq on Kodak (benchmarks/card_vs_references.py,
-# benchmarks/results/photo-hp-vs-references.json); benchmarks/pick_model.py sets PHOTO_MIN_SIDE once one does.
-AUTO_PHOTO_MODEL: str | None = None
+# Photos at least this many pixels on their short side go to the photo codec: on Kodak downsampled
+# to a short side of 96 px photo-hp needs 8 % more bits than cifar10-rvq for the same PSNR, at 112 px
+# 7 % fewer, from 128 px 14-27 % fewer (benchmarks/pick_model.py, benchmarks/results/pick_model.json).
+PHOTO_MIN_SIDE = 112
+# The photo codec photos go to; None would send every image to the small-image model.
+AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
 
 
 def pick_model(width: int, height: int, prior: str = "auto") -> str:

@@ -40,7 +40,8 @@ def encode(
     metadata: opt.Metadata = "all",
     effort: Annotated[int, typer.Option("--effort", min=0, max=200,
                                         help="Photo codec: refine each image's tokens with this many gradient steps "
-                                             "(slower encoding, smaller files, same decoder).")] = 0,
+                                             "(same decoder, smaller files, far slower encoding: see "
+                                             "benchmarks/effort.py; needs torch).")] = 0,
     max_pixels: opt.MaxPixels = DEFAULT_MAX_PIXELS,
     recursive: opt.Recursive = False, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
