@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -55,16 +55,25 @@ photo-hp-v1() {  # the rate-distortion photo codec's first export; checkpoints i
     --run "${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp-v1" --test "$DATA/kodak"
 }
 
-photo-hp() {  # photo-hp-v1 trained further on new crops (--seed 1): to step 8,878 at lr 3e-4, then to 17,821 at 1e-4
+photo-hp-v2() {  # photo-hp-v1 trained further on new crops (--seed 1): to step 8,878 at lr 3e-4, then to 17,821 at 1e-4
   [ -f "$OUT/photo-hp-v1.safetensors" ] || photo-hp-v1
   run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp"
-  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --init "$OUT/photo-hp-v1" \
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp-v2" --init "$OUT/photo-hp-v1" \
     --steps 8878 --lr 3e-4 --seed 1 --run "$run"
-  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --init "$OUT/photo-hp-v1" \
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp-v2" --init "$OUT/photo-hp-v1" \
     --steps 17821 --lr 1e-4 --seed 1 --run "$run" --test "$DATA/kodak"
 }
 
+photo-hp() {  # the same run continued: to step 26,000 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
+  [ -f "$OUT/photo-hp-v2.safetensors" ] || photo-hp-v2
+  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp"
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --init "$OUT/photo-hp-v1" \
+    --steps 26000 --lr 1e-4 --seed 1 --run "$run"
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --init "$OUT/photo-hp-v1" \
+    --steps "${STEPS:-30000}" --lr 3e-5 --seed 1 --run "$run" --test "$DATA/kodak"
+}
+
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp}" >&2; exit 2 ;;
 esac

@@ -74,5 +74,6 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
 
 def test_shipped_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    # 60 MB: seven models since photo-hp-v1 stays installed beside photo-hp, so that its files decode
-    assert total < 60e6, f"models/ holds {total / 1e6:.1f} MB, over the 60 MB budget"
+    # 70 MB: eight models since photo-hp-v1 and photo-hp-v2 stay installed beside photo-hp, so that
+    # their files decode
+    assert total < 70e6, f"models/ holds {total / 1e6:.1f} MB, over the 70 MB budget"
