@@ -161,7 +161,19 @@ def test_a_process_without_torch_encodes_decodes_and_refuses_training_in_one_lin
             (cmd, proc.stderr)
 
 
-def test_photo_config_strides_are_the_codecs() -> None:
+@pytest.mark.parametrize("downsamples", [4, 3, 2])
+def test_photo_config_strides_are_the_codecs(downsamples: int) -> None:
+    """The strides the runtime pads and checks files by are those the networks have."""
+    import torch
+
     from vqzip.codec.hyperprior import PhotoCodec
 
-    assert (PhotoCodec.stride, PhotoCodec.latent_stride) == (PhotoConfig.stride, PhotoConfig.latent_stride)
+    config = PhotoConfig(channels=8, latent=8, hyper=8, downsamples=downsamples)
+    codec, side = PhotoCodec(config), 2 * config.stride
+    q = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        y = codec.analysis(torch.zeros(1, 3, side, side), q)
+        z, x_hat = codec.h_a(y), codec.synthesis(y, q)
+    assert y.shape[-2:] == (side // config.latent_stride,) * 2
+    assert z.shape[-2:] == (2, 2) and codec.h_s(z)[0].shape == y.shape
+    assert x_hat.shape[-2:] == (side, side)

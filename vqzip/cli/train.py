@@ -59,7 +59,8 @@ def train(
     seed: opt.Seed = 0,
     channels: Annotated[int, typer.Option("--channels", help="Network width.")] = 48,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 64,
-    downsamples: Annotated[int, typer.Option("--downsamples", help="Latent grid = image / 2**downsamples.")] = 2,
+    downsamples: Annotated[int | None, typer.Option("--downsamples", help="Latent grid = image / 2**downsamples "
+                                                    "(default 2; --arch hyperprior: 4).", show_default=False)] = None,
     codebook_size: Annotated[int, typer.Option("--codebook-size", help="Codebook size (vq, rvq, simvq) or K (byte).")] = 256,
     levels: Annotated[int, typer.Option("--levels", help="RVQ levels (= quality levels).")] = 10,
     fsq_levels: Annotated[str, typer.Option("--fsq-levels")] = "8,5,5,5",
@@ -76,7 +77,13 @@ def train(
     run: Annotated[Path | None, typer.Option("--run", help="hyperprior: checkpoint folder, resumed when it holds "
                                                            "one (default: ~/.cache/vqzip/runs/<OUT's name>).")] = None,
     test: Annotated[Path | None, typer.Option("--test", help="hyperprior: folder of test photos measured into "
-                                                             "the model card (e.g. Kodak).")] = None,
+                                                             "the model card (e.g. Kodak), or 'cifar10' (the "
+                                                             "first 1,000 test images).")] = None,
+    thumbnails: Annotated[str | None, typer.Option("--thumbnails", help="hyperprior: train on thumbnails of the "
+                                                   "photo folders instead (sides, e.g. 32,64: --crops random "
+                                                   "crops of each, box-downsampled).")] = None,
+    lambdas: Annotated[str | None, typer.Option("--lambdas", help="hyperprior: lambda of each quality, comma-"
+                                                "separated (default: the photo codec's eight).")] = None,
 ) -> None:
     """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card).
 
@@ -85,8 +92,8 @@ def train(
     checkpointing every 5 minutes and on Ctrl-C to --run, from which the same command resumes."""
     _need_torch("vqzip train")
     if arch == "hyperprior":
-        _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, channels, latent, hyper, init,
-                          test if evaluate else None)
+        _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
+                          _photo_config(channels, latent, hyper, downsamples, lambdas), thumbnails, crops, data)
         return
     if arch != "tokens":
         fail(f"unknown --arch {arch!r}; choose tokens or hyperprior", 2)
@@ -102,7 +109,8 @@ def train(
     qargs = _quantizer_args(quantizer, codebook_size, levels, fsq_levels, lfq_bits)
     train_images, test_images, source, test_source = _training_images(dataset, data, crop, crops, seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, limit=limit, init=init,
-                      codec=CodecConfig(channels=channels, downsamples=downsamples, latent_dim=latent_dim,
+                      codec=CodecConfig(channels=channels, downsamples=2 if downsamples is None else downsamples,
+                                        latent_dim=latent_dim,
                                         quantizer=quantizer, quantizer_args=qargs))
     if init:  # a bad --init fails here, before any progress output
         try:
@@ -147,6 +155,7 @@ def train(
 
 
 RD_DEFAULTS = {"batch_size": (128, 8), "lr": (2e-3, 3e-4), "crop": (64, 256), "channels": (48, 96)}
+CIFAR_TEST_IMAGES = 1000  # --test cifar10 measures the card on this many test images
 
 
 def _rd_default(name: str, value: float) -> float:
@@ -154,26 +163,91 @@ def _rd_default(name: str, value: float) -> float:
     return photo_default if value == tokens_default else value
 
 
-def _train_hyperprior(folders: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
-                      crop: int, seed: int, channels: int, latent: int, hyper: int, init: str | None,
-                      test: Path | None) -> None:
+def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | None, lambdas: str | None) -> Any:
+    """The PhotoConfig of `vqzip train --arch hyperprior`'s options; token-codec defaults become its own."""
+    from ..codec.config import LAMBDAS, PhotoConfig
+
+    try:
+        lams = tuple(float(v) for v in lambdas.split(",")) if lambdas else LAMBDAS
+    except ValueError:
+        fail(f"--lambdas {lambdas!r}: expected numbers separated by commas", 2)
+    if not lams or any(not 0 < v < 10 for v in lams):
+        fail(f"--lambdas {lambdas!r}: each lambda must lie in (0, 10)", 2)
+    ds = 4 if downsamples is None else downsamples
+    if not 1 <= ds <= 4:
+        fail(f"--downsamples {ds}: the photo codec has 1 to 4", 2)
+    return PhotoConfig(channels=int(_rd_default("channels", channels)), latent=latent, hyper=hyper, lambdas=lams,
+                       downsamples=ds)
+
+
+def _rd_images(datasets: list[str], data: Path | None, crop: int, thumbnails: str | None, count: int,
+               seed: int) -> tuple[list[np.ndarray], str]:
+    """The images a photo codec trains on, and their description: photo folders (or, with
+    --thumbnails, thumbnails made of them) and 'cifar10' (its 50,000 training images)."""
+    from ..training import data as cifar
+    from ..training.rd import load_photos
+    from ..training.rd import thumbnails as make_thumbnails
+
+    try:
+        sides = [int(v) for v in thumbnails.split(",")] if thumbnails else []
+    except ValueError:
+        raise ValueError(f"--thumbnails {thumbnails!r}: expected sides in pixels separated by commas") from None
+    if any(v < 1 for v in sides):
+        raise ValueError(f"--thumbnails {thumbnails!r}: sides must be positive")
+    images: list[np.ndarray] = []
+    parts = []
+    folders = [Path(d) for d in datasets if d != "cifar10"]
+    if "cifar10" in datasets:
+        train, _ = cifar.load_cifar10("train", data, download=True)
+        images += list(train)
+        parts.append(f"CIFAR-10 train ({len(train):,} images)")
+    if folders and sides:
+        photos = load_photos(folders, 2 * min(sides))
+        for side in sides:
+            images += make_thumbnails(photos, side, count, seed)
+        parts.append(f"{count:,} thumbnails each of {' and '.join(f'{v}x{v}' for v in sides)} (random square crops "
+                     f"box-downsampled 2x or more) of {', '.join(map(str, folders))} ({len(photos)} photos)")
+    elif folders:
+        photos = load_photos(folders, crop)
+        images += photos
+        parts.append(f"{', '.join(map(str, folders))} ({len(photos)} photos)")
+    small = [im.shape for im in images if min(im.shape[:2]) < crop]
+    if small:
+        raise ValueError(f"--crop {crop} is larger than some training images ({small[0][1]}x{small[0][0]})")
+    return images, f"random {crop}x{crop} crops of " + " + ".join(parts)
+
+
+def _rd_test_images(test: Path | None, data: Path | None) -> tuple[list[np.ndarray] | None, str | None]:
+    from ..training import data as cifar
+    from ..training.rd import load_photos
+
+    if test is None:
+        return None, None
+    if str(test) == "cifar10" and not test.is_dir():
+        images, _ = cifar.load_cifar10("test", data, download=True)
+        return list(images[:CIFAR_TEST_IMAGES]), f"CIFAR-10 test, first {CIFAR_TEST_IMAGES:,} images"
+    return load_photos([test], 1), str(test)
+
+
+def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
+                      crop: int, seed: int, init: str | None, test: Path | None, config: Any,
+                      thumbnails: str | None, crops: int, data: Path | None) -> None:
     """`vqzip train --arch hyperprior`: the rate-distortion photo codec (training/rd.py)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared cores
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..codec.hyperprior import PhotoConfig
-    from ..training.rd import RDConfig, export_photo, load_photos, train_rd
+    from ..training.rd import RDConfig, export_photo, train_rd
 
     # the token codec's defaults, where left as they are, become the photo codec's
-    batch_size, crop, channels = (int(_rd_default(k, v)) for k, v in (("batch_size", batch_size), ("crop", crop),
-                                                                      ("channels", channels)))
+    batch_size, crop = (int(_rd_default(k, v)) for k, v in (("batch_size", batch_size), ("crop", crop)))
     lr = float(_rd_default("lr", lr))
-    cfg = RDConfig(steps=steps, codec=PhotoConfig(channels=channels, latent=latent, hyper=hyper), batch_size=batch_size,
-                   crop=crop, lr=lr, seed=seed)
+    cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
     run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
     try:
-        photos = load_photos([Path(f) for f in folders], crop)
-        test_images = load_photos([test], 1) if test is not None else None
+        if crop % config.stride:
+            raise ValueError(f"--crop {crop} is not a multiple of the model's stride, {config.stride} pixels")
+        photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
+        test_images, test_source = _rd_test_images(test, data)
         start = _photo_init(init, cfg.codec) if init else None
     except (OSError, ValueError, VqzipError) as exc:
         fail(one_line(exc))
@@ -194,8 +268,7 @@ def _train_hyperprior(folders: list[str], out: Path, run: Path | None, steps: in
             fail(one_line(exc))
     card: dict[str, Any] = {"summary": f"rate-distortion photo codec (mean-scale hyperprior, {cfg.codec.qualities} "
                                        "qualities by gain vectors)",
-                            "data": f"random {crop}x{crop} crops of {', '.join(folders)} ({len(photos)} photos)",
-                            "test_data": str(test) if test else None, "steps": steps, "batch_size": batch_size,
+                            "data": source, "test_data": test_source, "steps": steps, "batch_size": batch_size,
                             "lr": lr, "seed": seed, "lambdas": list(cfg.codec.lambdas),
                             "loss": "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop",
                             "command": "vqzip " + " ".join(sys.argv[1:])}

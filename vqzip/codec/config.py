@@ -80,9 +80,17 @@ class PhotoConfig:
     hyper: int = 96  # channels of z
     lambdas: tuple[float, ...] = LAMBDAS
     kind: str = "hyperprior"
+    downsamples: int = 4  # stride-2 layers of the analysis (of its 4): 4 for photos, fewer for small images
 
-    stride = 64  # pixels per hyper-latent position: images are padded to a multiple of this
-    latent_stride = 16  # pixels per image-token position
+    @property
+    def latent_stride(self) -> int:
+        """Pixels per image-token position."""
+        return 1 << self.downsamples
+
+    @property
+    def stride(self) -> int:
+        """Pixels per hyper-latent position (4x the tokens'): images are padded to a multiple of this."""
+        return 4 * self.latent_stride
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -156,16 +156,19 @@ def ste_round(x: Tensor) -> Tensor:
 
 
 class PhotoCodec(nn.Module):
-    stride = PhotoConfig.stride
-    latent_stride = PhotoConfig.latent_stride
+    """The codec's networks. Analysis and synthesis have four 5x5 layers each; the first `downsamples`
+    of the analysis halve the resolution (the last ones of the synthesis double it) and the rest keep
+    it, so a small-image model (stride 8) has the photo model's depth at a finer token grid."""
 
     def __init__(self, config: PhotoConfig) -> None:
         super().__init__()
         self.config = config
         n, m, nz, q = config.channels, config.latent, config.hyper, config.qualities
-        self.g_a = nn.Sequential(_conv(3, n), GDN(n), _conv(n, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
-        self.g_s = nn.Sequential(_deconv(m, n), GDN(n, True), _deconv(n, n), GDN(n, True), _deconv(n, n),
-                                 GDN(n, True), _deconv(n, 3))
+        s = [2 if i < config.downsamples else 1 for i in range(4)]
+        self.g_a = nn.Sequential(_conv(3, n, stride=s[0]), GDN(n), _conv(n, n, stride=s[1]), GDN(n),
+                                 _conv(n, n, stride=s[2]), GDN(n), _conv(n, m, stride=s[3]))
+        self.g_s = nn.Sequential(_deconv(m, n, stride=s[3]), GDN(n, True), _deconv(n, n, stride=s[2]), GDN(n, True),
+                                 _deconv(n, n, stride=s[1]), GDN(n, True), _deconv(n, 3, stride=s[0]))
         self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.LeakyReLU(), _conv(n, n), nn.LeakyReLU(), _conv(n, nz))
         self.h_s = HyperSynthesis(nz, n, m)
         self.z_density = FactorizedDensity(nz)
@@ -178,8 +181,16 @@ class PhotoCodec(nn.Module):
     def qualities(self) -> int:
         return self.config.qualities
 
+    @property
+    def stride(self) -> int:
+        return self.config.stride
+
+    @property
+    def latent_stride(self) -> int:
+        return self.config.latent_stride
+
     def analysis(self, x: Tensor, q: Tensor) -> Tensor:
-        """x in [-0.5, 0.5] (B, 3, H, W), H and W multiples of 16 -> gained latent y_g."""
+        """x in [-0.5, 0.5] (B, 3, H, W), H and W multiples of the latent stride -> gained latent y_g."""
         return self.g_a(x) * self.log_gain[q].exp()[:, :, None, None]
 
     def synthesis(self, y_hat: Tensor, q: Tensor) -> Tensor:
@@ -188,7 +199,7 @@ class PhotoCodec(nn.Module):
     def forward(self, x: Tensor, q: Tensor) -> dict[str, Tensor]:
         """Training pass: x (B, 3, H, W) in [-0.5, 0.5], q (B,) quality indices 0..Q-1. Returns the
         reconstruction and the bits of each image (y and z), for rate + lambda * distortion."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
             y = self.analysis(x, q)
             z = self.h_a(y)
         y, z = y.float(), z.float()
@@ -199,7 +210,7 @@ class PhotoCodec(nn.Module):
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         y_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((1, 2, 3))
         y_hat = ste_round(y)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
             x_hat = self.synthesis(y_hat, q)
         return {"x_hat": x_hat.float(), "y_bits": y_bits, "z_bits": z_bits}
 

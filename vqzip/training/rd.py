@@ -44,6 +44,25 @@ def load_photos(folders: list[Path], min_side: int) -> list[np.ndarray]:
     return photos
 
 
+def thumbnails(photos: list[np.ndarray], side: int, count: int, seed: int) -> list[np.ndarray]:
+    """`count` thumbnails of side x side pixels, made as the kodak-thumbs bench set is made from Kodak:
+    a random square crop whose side is k * `side` (k >= 2 at random, up to what the photo holds),
+    box-downsampled by k. A function of (photos, side, count, seed) alone."""
+    from PIL import Image
+
+    rng = np.random.default_rng([seed, side])
+    fit = [p for p in photos if min(p.shape[:2]) >= 2 * side]
+    if not fit:
+        raise ValueError(f"no photo of at least {2 * side}x{2 * side} to make {side}x{side} thumbnails of")
+    out = []
+    for i in rng.integers(0, len(fit), count):
+        img = fit[i]
+        k = int(rng.integers(2, min(img.shape[:2]) // side + 1))
+        y, x = rng.integers(0, img.shape[0] - k * side + 1), rng.integers(0, img.shape[1] - k * side + 1)
+        out.append(np.asarray(Image.fromarray(img[y: y + k * side, x: x + k * side]).reduce(k)))
+    return out
+
+
 @dataclass
 class RDConfig:
     steps: int
@@ -104,8 +123,11 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
              on_log: Callable[[dict[str, Any]], None] | None = None) -> PhotoCodec:
     """Train until cfg.steps, resuming from `run`/checkpoint.pt when it exists (else from `init`
     weights, else from scratch). Returns the model; SIGINT / SIGTERM checkpoint and stop early."""
+    if cfg.crop % cfg.codec.stride:
+        raise ValueError(f"--crop {cfg.crop} is not a multiple of the model's stride, {cfg.codec.stride} pixels")
     run.mkdir(parents=True, exist_ok=True)
     ckpt = run / CHECKPOINT
+    torch.manual_seed(cfg.seed)  # the initial weights of a run from scratch: part of what makes it repeatable
     model = PhotoCodec(cfg.codec)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
@@ -181,12 +203,13 @@ def export_photo(model: PhotoCodec, out: Path, card: dict[str, Any], test_images
     from .evaluate import measure_photos
 
     model = model.cpu().eval()
+    ls, hs = model.config.latent_stride, model.config.stride
     weights = save_photo_model(out.with_suffix(".safetensors"), model, coder_tensors(model))
     card = {**card, "model_id": f"{model_id(weights):04x}", "kind": "hyperprior", "config": model.config.to_dict(),
             "qualities": model.qualities,
-            "tokens": {"grid": "latent channels x H/16 x W/16 (images padded to a multiple of 64)",
+            "tokens": {"grid": f"latent channels x H/{ls} x W/{ls} (images padded to a multiple of {hs})",
                        "channels": model.config.latent, "range": "integers, |token| < 32768",
-                       "side_tokens": f"{model.config.hyper} channels x H/64 x W/64, integers in -64..64"},
+                       "side_tokens": f"{model.config.hyper} channels x H/{hs} x W/{hs}, integers in -64..64"},
             "entropy_model": "mean-scale hyperprior; integer hyper-synthesis and stored integer Gaussian tables "
                              "(coding/gaussian.py)"}
     card.setdefault("default_quality", (model.qualities + 1) // 2)

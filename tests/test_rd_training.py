@@ -1,0 +1,95 @@
+"""Rate-distortion training (training/rd.py, `vqzip train --arch hyperprior`): thumbnails, exact
+resume, and a small-image codec (stride 8) trained, exported and coded end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vqzip.codec.config import PhotoConfig
+from vqzip.training.rd import RDConfig, thumbnails, train_rd
+
+SMALL = PhotoConfig(channels=8, latent=8, hyper=8, lambdas=(0.01, 0.1), downsamples=3)
+
+
+def _photos(n: int = 3, h: int = 144, w: int = 160) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_thumbnails_are_box_downsampled_crops_and_repeatable() -> None:
+    flat = [np.full((144, 160, 3), v, np.uint8) for v in (10, 200)]
+    thumbs = thumbnails(flat, 16, 12, seed=3)
+    assert len(thumbs) == 12 and all(t.shape == (16, 16, 3) and t.dtype == np.uint8 for t in thumbs)
+    assert {int(t[0, 0, 0]) for t in thumbs} <= {10, 200}  # a box filter keeps a flat photo's value
+    noisy = _photos()
+    a, b, c = thumbnails(noisy, 16, 5, seed=3), thumbnails(noisy, 16, 5, seed=3), thumbnails(noisy, 16, 5, seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert max(float(t.std()) for t in a) < float(noisy[0].std()) / 1.5  # averaged over k x k >= 2 x 2 pixels
+    with pytest.raises(ValueError, match="no photo of at least 192x192"):
+        thumbnails(noisy, 96, 1, seed=0)
+
+
+def test_a_resumed_run_takes_the_steps_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    photos = _photos()
+    cfg = RDConfig(steps=4, codec=SMALL, batch_size=2, crop=32, warmup_steps=2, seed=1)
+    straight = train_rd(photos, cfg, tmp_path / "straight")
+    train_rd(photos, RDConfig(**{**cfg.__dict__, "steps": 2}), tmp_path / "resumed")
+    resumed = train_rd(photos, cfg, tmp_path / "resumed")
+    for k, v in straight.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def _vqzip(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vqzip", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, p in enumerate(_photos()):
+        Image.fromarray(p).save(photos / f"{i}.png")
+    models = tmp_path / "models"
+    env = {**os.environ, "VQZIP_MODELS": str(models), "OMP_NUM_THREADS": "1"}
+    proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32,64",
+                  "--crops", "20", "--crop", "32", "--batch-size", "4", "--channels", "8", "--latent", "8",
+                  "--hyper", "8", "--lambdas", "0.01,0.1", "--steps", "3", "--out", str(models / "small"),
+                  "--run", str(tmp_path / "run"), "--no-evaluate", env=env)
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((models / "small.json").read_text())
+    assert card["config"]["downsamples"] == 3 and card["qualities"] == 2
+    assert "H/8 x W/8" in card["tokens"]["grid"] and "20 thumbnails each of 32x32 and 64x64" in card["data"]
+
+    from vqzip import api, zoo
+
+    monkeypatch.setenv("VQZIP_MODELS", str(models))
+    m = zoo.load_model("small")
+    image = _photos(2, 32, 32)[1]
+    assert api.image_tokens(image[None], m, 2).shape == (1, 8, 4, 4)
+    data = api.encode_batch(image[None], m, 2)[0].data
+    assert api.decode_batch([data], m)[0].shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lambdas", "0.01,x"], "--lambdas '0.01,x': expected numbers"),
+    (["--lambdas", "0.01,-1"], "each lambda must lie in (0, 10)"),
+    (["--downsamples", "5"], "--downsamples 5: the photo codec has 1 to 4"),
+    (["--crop", "48"], "--crop 48 is not a multiple of the model's stride, 64 pixels"),
+    (["--thumbnails", "16,big"], "--thumbnails '16,big': expected sides in pixels"),
+])
+def test_bad_rd_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_photos(1)[0]).save(photos / "0.png")
+    proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--steps", "1", "--out", str(tmp_path / "m"),
+                  *args, env={**os.environ, "VQZIP_MODELS": str(tmp_path)})
+    assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
