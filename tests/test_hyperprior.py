@@ -48,6 +48,21 @@ def test_round_trip_with_escapes(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> No
         assert abs(len(payload) - bits / 8) < 8
 
 
+def test_one_coder_call_per_run_of_tables_codes_what_one_per_table_does(tiny: tuple[PhotoCodec, HyperpriorCoder],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small images code each run of same-length tables (and z) in one call with a row per token; large
+    ones call the coder once per table. Both must write the same bytes, and each must read the other's."""
+    model, coder = tiny
+    y, z = _tokens(model, 3)
+    y[1, 2, 1, 0] = 300  # an escape too
+    batched = coder.encode(y, z)
+    monkeypatch.setattr(gaussian, "TABLE_ROWS", 0)  # every run and z over the limit: one call per table
+    assert coder._z_rows_for(*z.shape[2:]) is None
+    assert coder.encode(y, z) == batched
+    y2, z2 = coder.decode([p for p, _ in batched], y.shape[2], y.shape[3], y.shape[1])
+    assert (y2 == y).all() and (z2 == z).all()
+
+
 def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
     """The decoder's tables must be the encoder's on any machine: the same integers from 1 thread and
     one image at a time as from 2 threads and a batch of 8, checked in fresh processes."""
@@ -75,6 +90,17 @@ def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     direct = np.concatenate(coder.hs(z), 1)
     assert (direct == results[0]).all()
+
+
+def test_hyper_synthesis_gives_the_same_integers_in_whole_images_or_in_rows(
+        tiny: tuple[PhotoCodec, HyperpriorCoder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small grids go through the products several whole images at a time, large ones a few rows of one
+    image at a time: the two paths must give the same integers."""
+    model, coder = tiny
+    _, z = _tokens(model, 5, seed=2)
+    whole = np.concatenate(coder.hs(z), 1)
+    monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 3)  # under one image's positions: row chunks
+    assert (np.concatenate(coder.hs(z), 1) == whole).all()
 
 
 def _hs_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:

@@ -74,6 +74,11 @@ class TokenEncoder:
         """Append int32 `symbols` (1-D) coded with a model from categorical()."""
         self._coder.encode(symbols, model)
 
+    def encode_rows(self, symbols: np.ndarray, rows: np.ndarray) -> None:
+        """Append int32 `symbols` (1-D), symbol i coded with table rows[i] (float64 of integers, as
+        from _probabilities): the same code as one categorical() model per symbol."""
+        self._coder.encode(symbols, _FAMILY, rows)
+
     def encode(self, symbols: np.ndarray, freq: np.ndarray) -> None:
         """Append `symbols` (1-D ints) coded with `freq`: shape (K,) shared or (len(symbols), K)."""
         symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
@@ -114,6 +119,13 @@ class TokenDecoder:
         """The next `count` symbols under a model from categorical()."""
         try:
             return np.asarray(self._coder.decode(model, count), dtype=np.int64)
+        except Exception as exc:  # constriction raises on exhausted or inconsistent data
+            raise FormatError(f"payload cannot be decoded ({exc})") from None
+
+    def decode_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The next len(rows) symbols, symbol i under table rows[i] (as in TokenEncoder.encode_rows)."""
+        try:
+            return np.asarray(self._coder.decode(_FAMILY, rows), dtype=np.int64)
         except Exception as exc:  # constriction raises on exhausted or inconsistent data
             raise FormatError(f"payload cannot be decoded ({exc})") from None
 

@@ -38,6 +38,7 @@ TOKEN_LIMIT = 1 << 15  # |y token| < this: the encoder clamps, the decoder never
 TABLE_TOTAL = 1 << 16  # frequencies of a table sum to about this; every entry >= 1
 ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
 ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
+TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 LAYERS = ("up1", "up2", "out")
 
 
@@ -120,6 +121,13 @@ class IntegerHyperSynthesis:
         bsz, c, h, w = x.shape
         padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
         out = np.empty((bsz, h, w, wt.shape[1]))
+        if h * w <= ROWS_PER_CHUNK:  # small images: as many whole images per product as fit a chunk
+            step = max(1, ROWS_PER_CHUNK // (h * w))
+            for i in range(0, bsz, step):
+                win = np.lib.stride_tricks.sliding_window_view(padded[i: i + step], (3, 3), axis=(2, 3))
+                cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * 9)
+                out[i: i + step] = (cols @ wt + b).reshape(-1, h, w, wt.shape[1])
+            return out.transpose(0, 3, 1, 2)
         rows = max(1, ROWS_PER_CHUNK // max(1, w))
         for i in range(bsz):
             for r0 in range(0, h, rows):
@@ -166,6 +174,21 @@ class HyperpriorCoder:
         self.y_freq = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         self.half = np.array([(len(f) - 1) // 2 for f in self.y_freq])
         self._models: dict[tuple[str, int], Any] = {}
+        # what coding a batch needs of the tables, computed once: each symbol's cost (for the ideal
+        # bits), the cheapest symbols (for the payload bound), and the tables as float64 rows, stacked
+        # per run of consecutive tables of one length (for one coder call per run: TABLE_ROWS)
+        self._y_offsets = offsets[:-1]
+        self._y_cost = -np.log2(flat / np.repeat(np.add.reduceat(flat, offsets[:-1]).astype(np.float64),
+                                                  np.diff(offsets)))
+        self._z_cost = -np.log2(self.z_freq / self.z_freq.sum(1, keepdims=True))
+        self._z_rows = self.z_freq.astype(np.float64)
+        self._cheapest_y = min(float(-np.log2(f.max() / f.sum())) for f in self.y_freq)
+        self._cheapest_z = float(-np.log2(self.z_freq.max(1) / self.z_freq.sum(1)).sum())
+        lengths = np.diff(offsets)
+        self._run_start = np.flatnonzero(np.r_[True, lengths[1:] != lengths[:-1]])  # first table of each run
+        self._run_of = np.repeat(np.arange(len(self._run_start)), np.diff(np.r_[self._run_start, len(lengths)]))
+        self._run_rows = [np.stack(self.y_freq[a: a + n]).astype(np.float64) for a, n in
+                          zip(self._run_start, np.diff(np.r_[self._run_start, len(lengths)]))]
 
     @staticmethod
     def tables(z_pmf: np.ndarray, hs_state: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -180,9 +203,7 @@ class HyperpriorCoder:
     def min_payload_bits(self, channels: int, h: int, w: int) -> float:
         """The fewest bits any payload of an h x w token grid can hold: every y token costs at least
         the cheapest symbol of the most peaked table, every z token its channel's cheapest symbol."""
-        cheapest_y = min(float(-np.log2(f.max() / f.sum())) for f in self.y_freq)
-        cheapest_z = -np.log2(self.z_freq.max(1) / self.z_freq.sum(1))
-        return channels * h * w * cheapest_y + (h // 4) * (w // 4) * float(cheapest_z.sum())
+        return channels * h * w * self._cheapest_y + (h // 4) * (w // 4) * self._cheapest_z
 
     def _model(self, kind: str, i: int) -> Any:
         key = (kind, i)
@@ -196,31 +217,64 @@ class HyperpriorCoder:
         """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)."""
         return table_index(*self.hs(z))
 
-    def _bits(self, freq: np.ndarray, symbols: np.ndarray) -> float:
-        return float(-np.log2(freq[symbols] / freq.sum()).sum())
+    def _segments(self, t: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """The coding order of one image's y tokens, by table index `t` (stable: raster order within a
+        table), and its segments (start, end, run): the tokens of one run of same-length tables."""
+        order = np.argsort(t, kind="stable")
+        runs = self._run_of[t[order]]
+        cuts = np.flatnonzero(np.diff(runs)) + 1
+        starts, ends = np.r_[0, cuts], np.r_[cuts, len(t)]
+        return order, [(int(a), int(b), int(runs[a])) for a, b in zip(starts, ends)]
+
+    def _rows(self, run: int, tables: np.ndarray) -> np.ndarray | None:
+        """One table row per token for a single coder call, or None where that would take more than
+        TABLE_ROWS floats (a long run of wide tables: then one call per table)."""
+        rows = self._run_rows[run]
+        return rows[tables - self._run_start[run]] if len(tables) * rows.shape[1] <= TABLE_ROWS else None
+
+    def _z_rows_for(self, hz: int, wz: int) -> np.ndarray | None:
+        rows = len(self.z_freq) * hz * wz
+        return np.repeat(self._z_rows, hz * wz, axis=0) if rows * self._z_rows.shape[1] <= TABLE_ROWS else None
 
     def encode(self, y: np.ndarray, z: np.ndarray) -> list[tuple[bytes, float]]:
         """y (N, M, h, w) and z (N, C, h/4, w/4) integer tokens, z within +-Z_SUPPORT and
-        |y| < TOKEN_LIMIT -> (payload, ideal bits) per image."""
+        |y| < TOKEN_LIMIT -> (payload, ideal bits) per image.
+
+        Order: z channel by channel, then y's tokens by table index, then the escapes. A run of tokens
+        whose tables have one length goes to the coder in one call with a table row per token, which
+        codes exactly what one call per table does (the same models, in the same order), with far fewer
+        calls for a small image."""
         table, base = self.params(z)
+        n, c = len(z), len(self.z_freq)
+        z_sym = (z.reshape(n, c, -1) + Z_SUPPORT).astype(np.int32)
+        z_rows = self._z_rows_for(*z.shape[2:])
+        s = (y - base).reshape(n, -1)
+        t = table.reshape(n, -1)
+        half = self.half[t]
+        clipped = np.clip(s, -half, half) + half
+        bits = (self._z_cost[np.arange(c)[:, None], z_sym].sum((1, 2))
+                + self._y_cost[self._y_offsets[t] + clipped].sum(1))
         out = []
-        for yi, zi, ti, bi in zip(y, z, table, base):
-            enc, bits = TokenEncoder(), 0.0
-            for c in range(len(zi)):
-                sym = (zi[c].ravel() + Z_SUPPORT).astype(np.int32)
-                enc.encode_with(sym, self._model("z", c))
-                bits += self._bits(self.z_freq[c], sym)
-            t, s = ti.ravel(), (yi - bi).ravel()
-            half = self.half[t]
-            order = np.argsort(t, kind="stable")
-            bounds = np.searchsorted(t[order], np.arange(len(self.y_freq) + 1))
-            clipped = np.clip(s, -half, half) + half
-            for k in np.flatnonzero(np.diff(bounds)):
-                sym = clipped[order[bounds[k]: bounds[k + 1]]].astype(np.int32)
-                enc.encode_with(sym, self._model("y", int(k)))
-                bits += self._bits(self.y_freq[k], sym)
-            bits += self._encode_escapes(enc, np.abs(s[order]) - half[order], np.abs(s[order]) >= half[order])
-            out.append((enc.finish(), bits))
+        for i in range(n):
+            enc = TokenEncoder()
+            if z_rows is not None:
+                enc.encode_rows(z_sym[i].ravel(), z_rows)
+            else:
+                for ch in range(c):
+                    enc.encode_with(z_sym[i, ch], self._model("z", ch))
+            order, segments = self._segments(t[i])
+            ts, sym = t[i][order], clipped[i][order].astype(np.int32)
+            for a, b, run in segments:
+                rows = self._rows(run, ts[a:b])
+                if rows is not None:
+                    enc.encode_rows(sym[a:b], rows)
+                    continue
+                cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
+                for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
+                    enc.encode_with(sym[u:v], self._model("y", int(ts[u])))
+            hs, ss = half[i][order], s[i][order]
+            escape_bits = self._encode_escapes(enc, np.abs(ss) - hs, np.abs(ss) >= hs)
+            out.append((enc.finish(), float(bits[i]) + escape_bits))
         return out
 
     def _encode_escapes(self, enc: TokenEncoder, excess: np.ndarray, at_end: np.ndarray) -> float:
@@ -229,7 +283,7 @@ class HyperpriorCoder:
         for e in excess[at_end]:
             n = int(e + 1).bit_length() - 1
             enc.encode_with(np.array([n], np.int32), self._model("esc", 0))
-            bits += self._bits(escape_table(), np.array([n])) + n
+            bits += float(-np.log2(escape_table()[n] / escape_table().sum())) + n
             rest = int(e + 1) - (1 << n)
             for shift in range(0, n, 8):
                 width = min(8, n - shift)
@@ -237,26 +291,37 @@ class HyperpriorCoder:
         return bits
 
     def decode(self, payloads: list[bytes], h: int, w: int, latent: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens y (N, latent, h, w) and z (N, C, h/4, w/4) of same-size payloads."""
+        """Tokens y (N, latent, h, w) and z (N, C, h/4, w/4) of same-size payloads (the order of encode)."""
         c, hz, wz = len(self.z_freq), h // 4, w // 4
         decoders = []
         z = np.empty((len(payloads), c, hz, wz), np.int64)
+        z_rows = self._z_rows_for(hz, wz)
         for i, p in enumerate(payloads):
             d = TokenDecoder(p)
-            for ch in range(c):
-                z[i, ch] = d.decode_with(self._model("z", ch), hz * wz).reshape(hz, wz) - Z_SUPPORT
+            if z_rows is not None:
+                z[i] = d.decode_rows(z_rows).reshape(c, hz, wz) - Z_SUPPORT
+            else:
+                for ch in range(c):
+                    z[i, ch] = d.decode_with(self._model("z", ch), hz * wz).reshape(hz, wz) - Z_SUPPORT
             decoders.append(d)
         table, base = self.params(z)
         y = np.empty((len(payloads), latent, h, w), np.int64)
         for i, d in enumerate(decoders):
             t = table[i].ravel()
             half = self.half[t]
-            order = np.argsort(t, kind="stable")
-            bounds = np.searchsorted(t[order], np.arange(len(self.y_freq) + 1))
+            order, segments = self._segments(t)
+            ts = t[order]
+            sym = np.empty(len(t), np.int64)
+            for a, b, run in segments:
+                rows = self._rows(run, ts[a:b])
+                if rows is not None:
+                    sym[a:b] = d.decode_rows(rows)
+                    continue
+                cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
+                for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
+                    sym[u:v] = d.decode_with(self._model("y", int(ts[u])), int(v - u))
             s = np.empty(len(t), np.int64)
-            for k in np.flatnonzero(np.diff(bounds)):
-                count = int(bounds[k + 1] - bounds[k])
-                s[order[bounds[k]: bounds[k + 1]]] = d.decode_with(self._model("y", int(k)), count) - self.half[k]
+            s[order] = sym - self.half[ts]
             ends = order[np.abs(s[order]) >= half[order]]
             for pos in ends:
                 n = int(d.decode_with(self._model("esc", 0), 1)[0])
