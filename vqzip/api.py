@@ -101,10 +101,11 @@ EFFORT_MAX_PIXELS = 1 << 22  # --effort refines images up to 4 megapixels (it ne
 
 
 def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/16, W/16), the
-    image tokens, and z (N, C, H/64, W/64), the side tokens their tables come from (sizes rounded up
-    to multiples of 64). `effort` > 0 refines them with that many gradient steps per image
-    (codec.hyperprior.refine_latents, in torch; images up to EFFORT_MAX_PIXELS)."""
+    """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/s, W/s), the
+    image tokens, and z (N, C, H/4s, W/4s), the side tokens their tables come from (s: the model's
+    latent stride, 16 for photos; sizes rounded up to multiples of 4s). `effort` > 0 refines them
+    with that many gradient steps per image (codec.hyperprior.refine_latents, in torch; images up to
+    EFFORT_MAX_PIXELS)."""
     from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT
 
     x, q = _pad(images, m.stride), np.full(len(images), quality - 1, np.int64)
@@ -125,7 +126,7 @@ def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int =
 
 def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray:
     """Tokens (N, L, h, w) of same-size RGB uint8 images (N, H, W, 3), padded to the stride: RVQ
-    levels, or, for a photo codec, its M latent channels (integers) on the H/16 x W/16 grid."""
+    levels, or, for a photo codec, its M latent channels (integers) on its grid (H/16 x W/16 for photos)."""
     if m.is_hyperprior:
         return photo_tokens(images, m, quality)[0]
     x, levels = _pad(images, m.stride), m.config.levels_for(quality)
@@ -156,7 +157,7 @@ def token_info(m: LoadedModel, quality: int) -> dict[str, Any]:
     """What a token grid of this model and quality is, for token files (`vqzip tokens`): the stride
     (pixels per grid position), the levels (channels) per position, and each level's alphabet size
     (`vocab_sizes`; None where the quantizer has no fixed alphabet)."""
-    if m.is_hyperprior:  # integer latents without a fixed alphabet, on a grid of 16-pixel cells
+    if m.is_hyperprior:  # integer latents without a fixed alphabet, on a grid of latent_stride-pixel cells
         from .coding.gaussian import TOKEN_LIMIT
 
         return {"stride": m.config.latent_stride, "levels": m.config.latent, "vocab_sizes": None,
@@ -465,7 +466,7 @@ def compress(image: Image.Image | np.ndarray, model: LoadedModel | str | None = 
 
 def _grid(f: container.VqzFile, m: LoadedModel) -> tuple[int, int, int]:
     """(levels, h, w) of the token grid a file's header claims: RVQ levels, or a photo codec's latent
-    channels on its grid of 16-pixel cells."""
+    channels on its grid of latent_stride-pixel cells."""
     h, stride = f.header, m.stride
     rows, cols = -(-h.height // stride), -(-h.width // stride)
     if m.is_hyperprior:
