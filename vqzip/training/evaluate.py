@@ -81,6 +81,9 @@ def measure_photos(m: LoadedModel, images: list[np.ndarray], qualities: list[int
     from ..bench.metrics import ms_ssim
 
     total = sum(img.shape[0] * img.shape[1] for img in images)
+    stride, cell = m.config.stride, m.config.latent_stride
+    padded = [(-(-img.shape[0] // stride) * stride, -(-img.shape[1] // stride) * stride) for img in images]
+    tokens = sum(m.config.latent * (h // cell) * (w // cell) for h, w in padded)  # image tokens y, padded grid
     rows = []
     for q in qualities or list(range(1, m.qualities + 1)):
         sizes, scores, ms = [], [], []
@@ -93,6 +96,7 @@ def measure_photos(m: LoadedModel, images: list[np.ndarray], qualities: list[int
             if on_image:
                 on_image(1)
         rows.append({"quality": q, "bytes": float(np.mean(sizes)), "bpp": 8 * float(np.sum(sizes)) / total,
+                     "bits_per_token": 8 * float(np.sum(sizes)) / tokens,
                      "psnr": float(np.mean(scores)), "msssim": None if np.isnan(ms).all() else float(np.nanmean(ms))})
     return rows
 
