@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, small-hp
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -73,7 +73,14 @@ photo-hp() {  # the same run continued: to step 26,000 at lr 1e-4, then to STEPS
     --steps "${STEPS:-30000}" --lr 3e-5 --seed 1 --run "$run" --test "$DATA/kodak"
 }
 
+small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails of the training photos (in training)
+  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --data "$DATA" --arch hyperprior --downsamples 3 \
+    --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64 --channels 64 --latent 128 --hyper 64 \
+    --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --lr 3e-4 --seed 0 --steps 16366 --out "$OUT/small-hp" \
+    --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-hp" --test cifar10
+}
+
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|small-hp) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|small-hp}" >&2; exit 2 ;;
 esac

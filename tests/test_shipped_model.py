@@ -74,6 +74,6 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
 
 def test_shipped_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    # 70 MB: eight models since photo-hp-v1 and photo-hp-v2 stay installed beside photo-hp, so that
-    # their files decode
-    assert total < 70e6, f"models/ holds {total / 1e6:.1f} MB, over the 70 MB budget"
+    # 75 MB: nine models since photo-hp-v1 and photo-hp-v2 stay installed beside photo-hp, so that
+    # their files decode, and small-hp trains beside cifar10-rvq
+    assert total < 75e6, f"models/ holds {total / 1e6:.1f} MB, over the 75 MB budget"

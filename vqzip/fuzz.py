@@ -50,7 +50,7 @@ from .coding import container
 SLOW_S = 2.0
 BIG_MB = 1024.0
 HANG_S = 60  # a worker's alarm: an input still running then is stopped and counted slow
-MODELS = ("cifar10-rvq", "photo-rvq", "photo-rvq-v1", "cifar10-vq", "cifar10-byte", "photo-hp")
+MODELS = ("cifar10-rvq", "photo-rvq", "photo-rvq-v1", "cifar10-vq", "cifar10-byte", "photo-hp", "small-hp")
 SIZES = ((1, 1), (7, 5), (32, 32), (33, 17), (48, 40))  # width, height
 MODES = ("L", "LA", "RGB", "RGBA", "P")
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -350,7 +350,16 @@ _WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)  # Linux: the pr
 
 
 def _rss_mb() -> float:
-    """This process's peak resident memory so far (ru_maxrss), in MB."""
+    """This process's peak resident memory so far, in MB: VmHWM where Linux gives it (the peak of this
+    address space alone), else ru_maxrss (which a child keeps from its parent across fork and exec, so
+    a worker spawned by a large process would start over BIG_MB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(_WHO).ru_maxrss / 1024
 
 
