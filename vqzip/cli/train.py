@@ -241,11 +241,9 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
     # the token codec's defaults, where left as they are, become the photo codec's
     batch_size, crop = (int(_rd_default(k, v)) for k, v in (("batch_size", batch_size), ("crop", crop)))
     lr = float(_rd_default("lr", lr))
-    cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
     run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
     try:
-        if crop % config.stride:
-            raise ValueError(f"--crop {crop} is not a multiple of the model's stride, {config.stride} pixels")
+        cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
         photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
         test_images, test_source = _rd_test_images(test, data)
         start = _photo_init(init, cfg.codec) if init else None

@@ -162,6 +162,9 @@ def escape_table() -> np.ndarray:
     return np.array([1 << (16 - n) for n in range(ESCAPE_BITS)], dtype=np.int64)
 
 
+ESCAPE_COST = -np.log2(escape_table() / escape_table().sum())  # bits of each Exp-Golomb prefix
+
+
 class HyperpriorCoder:
     """Codes each image's tokens, y (M, h, w) and z (C, h/4, w/4), into one payload and back."""
 
@@ -283,7 +286,7 @@ class HyperpriorCoder:
         for e in excess[at_end]:
             n = int(e + 1).bit_length() - 1
             enc.encode_with(np.array([n], np.int32), self._model("esc", 0))
-            bits += float(-np.log2(escape_table()[n] / escape_table().sum())) + n
+            bits += float(ESCAPE_COST[n]) + n
             rest = int(e + 1) - (1 << n)
             for shift in range(0, n, 8):
                 width = min(8, n - shift)

@@ -75,6 +75,10 @@ class RDConfig:
     checkpoint_seconds: float = 300.0
     log_every: int = 25
 
+    def __post_init__(self) -> None:
+        if self.crop % self.codec.stride:
+            raise ValueError(f"--crop {self.crop} is not a multiple of the model's stride, {self.codec.stride} pixels")
+
 
 def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The crops (n, 3, crop, crop) in [-0.5, 0.5] and quality indices (n,) of one step, flipped and
@@ -123,8 +127,6 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
              on_log: Callable[[dict[str, Any]], None] | None = None) -> PhotoCodec:
     """Train until cfg.steps, resuming from `run`/checkpoint.pt when it exists (else from `init`
     weights, else from scratch). Returns the model; SIGINT / SIGTERM checkpoint and stop early."""
-    if cfg.crop % cfg.codec.stride:
-        raise ValueError(f"--crop {cfg.crop} is not a multiple of the model's stride, {cfg.codec.stride} pixels")
     run.mkdir(parents=True, exist_ok=True)
     ckpt = run / CHECKPOINT
     torch.manual_seed(cfg.seed)  # the initial weights of a run from scratch: part of what makes it repeatable
