@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vqzip import zoo
-from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig
+from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig, gains_for_lambdas
 from vqzip.coding import gaussian
 from vqzip.coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, HyperpriorCoder, IntegerHyperSynthesis
 from vqzip.errors import FormatError
@@ -346,3 +346,13 @@ def test_rate_targets_work_with_the_photo_codec(photo_model) -> None:
     assert chosen.met and len(chosen.data) <= sizes[0]
     assert chosen.quality == max(q for q, n in zip((1, 2), sizes) if n <= sizes[0])
     assert api.decompress(chosen.data).size == (64, 64)
+
+
+def test_gains_for_new_lambdas_keep_old_ones_and_follow_log_lambda() -> None:
+    """Training further with other qualities starts each new one from gains interpolated (or
+    extrapolated) linearly in log lambda; the qualities kept keep theirs."""
+    log_gain = torch.tensor([[0.0, 1.0], [1.0, 3.0]])
+    state = {"log_gain": log_gain, "log_inv_gain": -log_gain, "other": torch.ones(3)}
+    out = gains_for_lambdas(state, (0.01, 0.04), (0.005, 0.01, 0.02, 0.04, 0.08))
+    assert torch.allclose(out["log_gain"], torch.tensor([[-0.5, 0.0], [0.0, 1.0], [0.5, 2.0], [1.0, 3.0], [1.5, 4.0]]))
+    assert torch.allclose(out["log_inv_gain"], -out["log_gain"]) and out["other"] is state["other"]

@@ -77,10 +77,21 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     data = api.encode_batch(image[None], m, 2)[0].data
     assert api.decode_batch([data], m)[0].shape == (32, 32, 3)
 
+    # trained further with a quality added below: the kept qualities start from their own gains
+    proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
+                  "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "8",
+                  "--hyper", "8", "--lambdas", "0.003,0.01,0.1", "--steps", "1", "--lr", "1e-9", "--init", "small",
+                  "--out", str(models / "more"), "--run", str(tmp_path / "run-more"), "--no-evaluate", env=env)
+    assert proc.returncode == 0, proc.stderr
+    more = zoo.load_model("more")
+    assert more.qualities == 3
+    assert torch.allclose(more.codec.log_gain[1:], m.codec.log_gain, atol=1e-5)
+
 
 @pytest.mark.parametrize("args, message", [
     (["--lambdas", "0.01,x"], "--lambdas '0.01,x': expected numbers"),
     (["--lambdas", "0.01,-1"], "each lambda must lie in (0, 10)"),
+    (["--lambdas", "0.1,0.01"], "give them in increasing order"),
     (["--downsamples", "5"], "--downsamples 5: the photo codec has 1 to 4"),
     (["--crop", "48"], "--crop 48 is not a multiple of the model's stride, 64 pixels"),
     (["--thumbnails", "16,big"], "--thumbnails '16,big': expected sides in pixels"),

@@ -173,6 +173,8 @@ def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | Non
         fail(f"--lambdas {lambdas!r}: expected numbers separated by commas", 2)
     if not lams or any(not 0 < v < 10 for v in lams):
         fail(f"--lambdas {lambdas!r}: each lambda must lie in (0, 10)", 2)
+    if list(lams) != sorted(set(lams)):
+        fail(f"--lambdas {lambdas!r}: give them in increasing order (quality 1 is the lowest)", 2)
     ds = 4 if downsamples is None else downsamples
     if not 1 <= ds <= 4:
         fail(f"--downsamples {ds}: the photo codec has 1 to 4", 2)
@@ -279,13 +281,20 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
 
 
 def _photo_init(init: str, config: Any) -> dict[str, Any]:
-    """The float weights of a photo model to start from; it must have the same configuration."""
+    """The float weights of a photo model to start from: the same configuration, except that the
+    lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas)."""
+    from dataclasses import replace
+
+    from ..codec.hyperprior import gains_for_lambdas
     from ..zoo import load_model
 
     m = load_model(init)
-    if not m.is_hyperprior or m.codec.config != config:
+    if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas) != config:
         raise VqzipError(f"--init {init}: not a photo codec of this configuration")
-    return {k: v.float() for k, v in m.codec.state_dict().items()}
+    state = {k: v.float() for k, v in m.codec.state_dict().items()}
+    if len(m.codec.config.lambdas) < 2 and m.codec.config.lambdas != config.lambdas:
+        raise VqzipError(f"--init {init}: a model of one quality cannot be given other lambdas")
+    return gains_for_lambdas(state, m.codec.config.lambdas, config.lambdas)
 
 
 def _training_images(dataset: str, data: Path | None, crop: int, crops: int,

@@ -262,3 +262,22 @@ def refine_latents(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor
             (relaxed_bits / pixels + t["distortion"]).sum().backward()
             opt.step()
     return best_y, best_z
+
+
+def gains_for_lambdas(state: dict[str, Tensor], old: tuple[float, ...], new: tuple[float, ...]) -> dict[str, Tensor]:
+    """`state` (a PhotoCodec's weights trained for lambdas `old`) with gain vectors for lambdas `new`,
+    so a model can be trained further with qualities added or moved: a lambda of `old` keeps its
+    vectors, any other gets them interpolated linearly in log lambda between its two neighbours in
+    `old` (extrapolated from the two nearest beyond either end). Rates follow log gain about
+    linearly, so a new quality starts near its own operating point."""
+    logs = torch.tensor(old, dtype=torch.float64).log()
+    out = dict(state)
+    for key in ("log_gain", "log_inv_gain"):
+        rows = []
+        for lam in new:
+            t = math.log(lam)
+            i = int(torch.searchsorted(logs, torch.tensor(t, dtype=torch.float64)).clamp(1, len(old) - 1))
+            w = float((t - logs[i - 1]) / (logs[i] - logs[i - 1]))
+            rows.append(state[key][i - 1] * (1 - w) + state[key][i] * w)
+        out[key] = torch.stack(rows)
+    return out
