@@ -356,3 +356,108 @@ def test_gains_for_new_lambdas_keep_old_ones_and_follow_log_lambda() -> None:
     out = gains_for_lambdas(state, (0.01, 0.04), (0.005, 0.01, 0.02, 0.04, 0.08))
     assert torch.allclose(out["log_gain"], torch.tensor([[-0.5, 0.0], [0.0, 1.0], [0.5, 2.0], [1.0, 3.0], [1.5, 4.0]]))
     assert torch.allclose(out["log_inv_gain"], -out["log_gain"]) and out["other"] is state["other"]
+
+
+SLICED = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.05), slices=3, context=8)
+
+
+def _sliced(perturb: bool = True) -> tuple[PhotoCodec, HyperpriorCoder]:
+    """A tiny model of three slices; `perturb` gives its context networks (zero at first) random weights."""
+    torch.manual_seed(3)
+    model = PhotoCodec(SLICED).eval()
+    if perturb:
+        with torch.no_grad():
+            for net in model.context.nets:
+                net[2].weight.normal_(0, 0.05)
+                net[2].bias.normal_(0, 0.1)
+    from vqzip.training.rd import coder_tensors
+
+    return model, HyperpriorCoder(coder_tensors(model))
+
+
+def test_sliced_tokens_round_trip_with_escapes() -> None:
+    model, coder = _sliced()
+    assert coder.context.slices == 3
+    y, z = _tokens(model, 3)
+    y[0, 0, 0, 0], y[1, 11, 1, 0], y[2, 5, 0, 1] = TOKEN_LIMIT - 1, -(TOKEN_LIMIT - 1), 40  # escapes, a clamped context
+    coded = coder.encode(y, z)
+    y2, z2 = coder.decode([p for p, _ in coded], y.shape[2], y.shape[3], y.shape[1])
+    assert (y2 == y).all() and (z2 == z).all()
+    for payload, bits in coded:
+        assert abs(len(payload) - bits / 8) < 8
+
+
+def test_new_slices_start_as_the_hyperprior_alone() -> None:
+    """Context networks start at zero corrections: the tables, so the bits, are the hyperprior's."""
+    model, coder = _sliced(perturb=False)
+    from vqzip.training.rd import coder_tensors
+
+    plain = HyperpriorCoder({k: v for k, v in coder_tensors(model).items() if not k.startswith("ctx")})
+    y, z = _tokens(model, 2)
+    assert plain.context.slices == 1
+    assert all((a == b).all() for a, b in zip(coder.params(z, y), plain.params(z, y)))
+    assert [b for _, b in coder.encode(y, z)] == pytest.approx([b for _, b in plain.encode(y, z)])
+
+
+def test_integer_slice_context_follows_the_float_network_and_is_exact_across_threads_and_batches() -> None:
+    model, coder = _sliced()
+    y, z = _tokens(model, 8, seed=1)
+    mean, log_scale = coder.hs(z)
+    with torch.no_grad():
+        fm, fls = model.context(torch.from_numpy(y).float(), *model.h_s(torch.from_numpy(z).float()))
+    im = np.concatenate([coder.context(s, mean, log_scale, y)[0] for s in range(3)], 1)
+    ils = np.concatenate([coder.context(s, mean, log_scale, y)[1] for s in range(3)], 1)
+    assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
+    script = (
+        "import sys, numpy as np\n"
+        "from vqzip.coding.gaussian import IntegerSliceContext\n"
+        "d = np.load(sys.argv[1]); batch = int(sys.argv[3])\n"
+        "ctx = IntegerSliceContext({k: d[k] for k in d.files if k.startswith('ctx')})\n"
+        "out = [np.concatenate(ctx(2, d['mean'][i:i + batch], d['log_scale'][i:i + batch], d['y'][i:i + batch]), 1)\n"
+        "       for i in range(0, len(d['y']), batch)]\n"
+        "np.save(sys.argv[4], np.concatenate(out))\n")
+    import tempfile
+
+    from vqzip.training.rd import coder_tensors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.npz"
+        np.savez(src, y=y, mean=mean, log_scale=log_scale,
+                 **{k: v for k, v in coder_tensors(model).items() if k.startswith("ctx")})
+        results = []
+        for threads, batch in ((1, 1), (2, 8)):
+            out = Path(tmp) / f"out{threads}{batch}.npy"
+            env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+            subprocess.run([sys.executable, "-c", script, str(src), str(threads), str(batch), str(out)], check=True, env=env)
+            results.append(np.load(out))
+    assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
+    assert (np.concatenate(coder.context(2, mean, log_scale, y), 1) == results[0]).all()
+
+
+def test_damaged_sliced_payload_is_a_format_error() -> None:
+    model, coder = _sliced()
+    y, z = _tokens(model, 1)
+    payload, _ = coder.encode(y, z)[0]
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        damaged = bytearray(payload)
+        damaged[rng.integers(len(damaged))] ^= 1 << int(rng.integers(8))
+        try:
+            coder.decode([bytes(damaged)], y.shape[2], y.shape[3], y.shape[1])
+        except FormatError:
+            pass
+
+
+def test_entropy_only_pass_trains_the_entropy_model_and_not_the_transforms() -> None:
+    torch.manual_seed(0)
+    model = PhotoCodec(SLICED)
+    out = model(torch.rand(2, 3, 64, 64) - 0.5, torch.tensor([0, 1]), entropy_only=True)
+    assert "x_hat" not in out
+    (out["y_bits"].sum() + out["z_bits"].sum()).backward()
+    assert model.context.nets[0][2].weight.grad is not None and model.h_s.out.weight.grad is not None
+    assert model.g_a[0].weight.grad is None and model.g_s[0].weight.grad is None and model.log_gain.grad is None
+
+
+def test_slices_must_divide_the_latent() -> None:
+    with pytest.raises(ValueError, match="must divide the 12 latent channels"):
+        PhotoConfig(latent=12, slices=5)

@@ -176,14 +176,15 @@ PRIORS = ("auto", "context", "static")
 
 
 def format_version(m: LoadedModel, prior: str = "auto") -> int:
-    """The .vqz version to write: 3 for a photo codec (its hyperprior); else 2 (context prior) when the
-    model has one and `prior` allows it, else 1 (static tables)."""
+    """The .vqz version to write: 3 for a photo codec (its hyperprior), 4 for one coding its latent in
+    channel-conditional slices; else 2 (context prior) when the model has one and `prior` allows it,
+    else 1 (static tables)."""
     if prior not in PRIORS:
         raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
     if m.is_hyperprior:
         if prior != "auto":
             raise VqzipError(f"model {m.name} codes with its own hyperprior; --prior {prior} is for token models")
-        return container.HYPERPRIOR_VERSION
+        return container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION
     if prior == "context" and m.context is None:
         raise VqzipError(f"model {m.name} has no context prior (train one with 'vqzip train-prior {m.name}')")
     return 2 if m.context is not None and prior != "static" else 1
@@ -197,7 +198,7 @@ def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int,
               effort: int = 0) -> tuple[list[tuple[bytes, float]], np.ndarray]:
     """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3), and the image tokens coded;
     `effort`: see photo_tokens (photo codecs only)."""
-    if version == container.HYPERPRIOR_VERSION:
+    if version in container.PHOTO_VERSIONS:
         y, z = photo_tokens(images, m, quality, effort)
         return m.prior.encode(y, z), y
     tokens = image_tokens(images, m, quality)
@@ -486,7 +487,8 @@ def _open(data: bytes, model: LoadedModel | str | None,
     m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
-    if (header.version == container.HYPERPRIOR_VERSION) != m.is_hyperprior:
+    if (header.version in container.PHOTO_VERSIONS) != m.is_hyperprior or (
+            m.is_hyperprior and header.version != format_version(m)):
         raise FormatError(f"format version {header.version} does not fit model {m.name}")
     f = container.parse(data, m.key(header.version))
     if f.header.quality > m.qualities:
@@ -534,7 +536,7 @@ def _file_tokens(files: list[container.VqzFile], m: LoadedModel) -> np.ndarray:
     """Tokens (N, L, h, w) of parsed files of one model, size, quality and version."""
     payloads = [f.payload for f in files]
     levels, h, w = _grid(files[0], m)
-    if files[0].header.version == container.HYPERPRIOR_VERSION:
+    if files[0].header.version in container.PHOTO_VERSIONS:
         return m.prior.decode(payloads, h, w, levels)[0]
     return _coder(m, files[0].header.version).decode(payloads, levels, h, w)
 

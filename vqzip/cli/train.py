@@ -84,6 +84,13 @@ def train(
                                                    "crops of each, box-downsampled).")] = None,
     lambdas: Annotated[str | None, typer.Option("--lambdas", help="hyperprior: lambda of each quality, comma-"
                                                 "separated (default: the photo codec's eight).")] = None,
+    slices: Annotated[int, typer.Option("--slices", min=1, help="hyperprior: code the latent in this many channel "
+                                        "groups, each conditioned on those before (1: hyperprior alone).")] = 1,
+    context: Annotated[int, typer.Option("--context", min=1, help="hyperprior: hidden channels of each slice's "
+                                         "context network.")] = 96,
+    entropy_only: Annotated[bool, typer.Option("--entropy-only", help="hyperprior: train only the entropy model "
+                                               "(side networks, slice contexts) on the --init model's fixed "
+                                               "transforms, on rate alone: a step costs a fraction.")] = False,
 ) -> None:
     """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card).
 
@@ -92,8 +99,11 @@ def train(
     checkpointing every 5 minutes and on Ctrl-C to --run, from which the same command resumes."""
     _need_torch("vqzip train")
     if arch == "hyperprior":
+        if entropy_only and not init:
+            fail("--entropy-only trains on a model's fixed transforms: give it with --init", 2)
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
-                          _photo_config(channels, latent, hyper, downsamples, lambdas), thumbnails, crops, data)
+                          _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context), thumbnails,
+                          crops, data, entropy_only)
         return
     if arch != "tokens":
         fail(f"unknown --arch {arch!r}; choose tokens or hyperprior", 2)
@@ -163,7 +173,8 @@ def _rd_default(name: str, value: float) -> float:
     return photo_default if value == tokens_default else value
 
 
-def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | None, lambdas: str | None) -> Any:
+def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | None, lambdas: str | None,
+                  slices: int = 1, context: int = 96) -> Any:
     """The PhotoConfig of `vqzip train --arch hyperprior`'s options; token-codec defaults become its own."""
     from ..codec.config import LAMBDAS, PhotoConfig
 
@@ -178,8 +189,11 @@ def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | Non
     ds = 4 if downsamples is None else downsamples
     if not 1 <= ds <= 4:
         fail(f"--downsamples {ds}: the photo codec has 1 to 4", 2)
-    return PhotoConfig(channels=int(_rd_default("channels", channels)), latent=latent, hyper=hyper, lambdas=lams,
-                       downsamples=ds)
+    try:
+        return PhotoConfig(channels=int(_rd_default("channels", channels)), latent=latent, hyper=hyper, lambdas=lams,
+                           downsamples=ds, slices=slices, context=context)
+    except ValueError as exc:
+        fail(one_line(exc), 2)
 
 
 def _rd_images(datasets: list[str], data: Path | None, crop: int, thumbnails: str | None, count: int,
@@ -233,7 +247,7 @@ def _rd_test_images(test: Path | None, data: Path | None) -> tuple[list[np.ndarr
 
 def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
                       crop: int, seed: int, init: str | None, test: Path | None, config: Any,
-                      thumbnails: str | None, crops: int, data: Path | None) -> None:
+                      thumbnails: str | None, crops: int, data: Path | None, entropy_only: bool = False) -> None:
     """`vqzip train --arch hyperprior`: the rate-distortion photo codec (training/rd.py)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared cores
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -245,7 +259,8 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
     lr = float(_rd_default("lr", lr))
     run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
     try:
-        cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
+        cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
+                       entropy_only=entropy_only)
         photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
         test_images, test_source = _rd_test_images(test, data)
         start = _photo_init(init, cfg.codec) if init else None
@@ -258,7 +273,8 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
         task = bar.add_task("train", total=steps, loss=0.0, bpp=0.0, psnr=0.0, sps=0.0)
 
         def on_log(r: dict[str, Any]) -> None:
-            bar.update(task, completed=r["step"], loss=r["loss"], bpp=r["bpp"], psnr=r["psnr"], sps=r["s_per_step"])
+            bar.update(task, completed=r["step"], loss=r["loss"], bpp=r["bpp"], psnr=r.get("psnr", float("nan")),
+                       sps=r["s_per_step"])
 
         try:
             model = train_rd(photos, cfg, run, start, on_log)
@@ -266,11 +282,13 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
             fail(str(exc) or "interrupted", 130)
         except (ValueError, RuntimeError) as exc:
             fail(one_line(exc))
-    card: dict[str, Any] = {"summary": f"rate-distortion photo codec (mean-scale hyperprior, {cfg.codec.qualities} "
+    entropy = "mean-scale hyperprior" + (f", {config.slices} channel-conditional slices" if config.slices > 1 else "")
+    card: dict[str, Any] = {"summary": f"rate-distortion photo codec ({entropy}, {cfg.codec.qualities} "
                                        "qualities by gain vectors)",
                             "data": source, "test_data": test_source, "steps": steps, "batch_size": batch_size,
                             "lr": lr, "seed": seed, "lambdas": list(cfg.codec.lambdas),
-                            "loss": "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop",
+                            "loss": ("bpp on the init model's fixed transforms (--entropy-only)" if entropy_only else
+                                     "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop"),
                             "command": "vqzip " + " ".join(sys.argv[1:])}
     if init:
         card["init"] = {"model": init}
@@ -282,16 +300,19 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
 
 def _photo_init(init: str, config: Any) -> dict[str, Any]:
     """The float weights of a photo model to start from: the same configuration, except that the
-    lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas)."""
+    lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas)
+    and so may the slices (a new slice context starts at zero corrections: the init's own coding)."""
     from dataclasses import replace
 
     from ..codec.hyperprior import gains_for_lambdas
     from ..zoo import load_model
 
     m = load_model(init)
-    if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas) != config:
+    if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas, slices=config.slices,
+                                      context=config.context) != config:
         raise VqzipError(f"--init {init}: not a photo codec of this configuration")
-    state = {k: v.float() for k, v in m.codec.state_dict().items()}
+    same_context = (m.codec.config.slices, m.codec.config.context) == (config.slices, config.context)
+    state = {k: v.float() for k, v in m.codec.state_dict().items() if same_context or not k.startswith("context.")}
     if len(m.codec.config.lambdas) < 2 and m.codec.config.lambdas != config.lambdas:
         raise VqzipError(f"--init {init}: a model of one quality cannot be given other lambdas")
     return gains_for_lambdas(state, m.codec.config.lambdas, config.lambdas)

@@ -81,6 +81,12 @@ class PhotoConfig:
     lambdas: tuple[float, ...] = LAMBDAS
     kind: str = "hyperprior"
     downsamples: int = 4  # stride-2 layers of the analysis (of its 4): 4 for photos, fewer for small images
+    slices: int = 1  # latent channels coded in this many groups, each conditioned on the ones before
+    context: int = 96  # hidden channels of each slice's context network (slices > 1)
+
+    def __post_init__(self) -> None:
+        if self.slices < 1 or self.latent % self.slices:
+            raise ValueError(f"--slices {self.slices}: must divide the {self.latent} latent channels")
 
     @property
     def latent_stride(self) -> int:

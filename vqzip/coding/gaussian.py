@@ -40,6 +40,7 @@ ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
 ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 LAYERS = ("up1", "up2", "out")
+CONTEXT_TOKEN_LIMIT = 4096  # as codec.hyperprior's: tokens enter a slice's context clamped to +-this
 
 
 def table_halfwidth(k: int) -> int:
@@ -75,18 +76,33 @@ def gaussian_tables() -> list[np.ndarray]:
     return out
 
 
-def export_hyper_synthesis(state: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Integer weights of h_s from its float state dict (keys 'up1.conv.weight', ...): per layer a
-    weight matrix (out, in * 9), a bias, and the power-of-two shift that returns to 8 fraction bits."""
+def export_conv_layers(state: dict[str, Any], layers: dict[str, str]) -> dict[str, np.ndarray]:
+    """Integer weights of 3x3 convolutions from a float state dict: for each `name: prefix` of
+    `layers`, a weight matrix (out, in * 9), a bias, and the power-of-two shift that returns to 8
+    fraction bits."""
     out: dict[str, np.ndarray] = {}
-    for name in LAYERS:
-        prefix = "out" if name == "out" else f"{name}.conv"
+    for name, prefix in layers.items():
         w = np.asarray(state[f"{prefix}.weight"], dtype=np.float64)
         b = np.asarray(state[f"{prefix}.bias"], dtype=np.float64)
         shift = int(math.floor(math.log2(WEIGHT_LIMIT / max(np.abs(w).max(), 1e-12))))
         out[f"{name}.weight"] = np.round(w * 2.0**shift).astype(np.int16).reshape(len(w), -1)
         out[f"{name}.bias"] = np.round(b * 2.0 ** (shift + FRACTION_BITS)).astype(np.int64)
         out[f"{name}.shift"] = np.array([shift], dtype=np.int64)
+    return out
+
+
+def export_hyper_synthesis(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Integer weights of h_s from its float state dict (keys 'up1.conv.weight', ...)."""
+    return export_conv_layers(state, {name: "out" if name == "out" else f"{name}.conv" for name in LAYERS})
+
+
+def export_slice_context(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Integer weights of the slice context networks (codec.hyperprior.SliceContext) from its float
+    state dict (keys 'nets.0.0.weight', ...): 'ctx1.in.*', 'ctx1.out.*', ... for slices 1, 2, ..."""
+    nets = sorted({int(k.split(".")[1]) for k in state if k.startswith("nets.")})
+    out: dict[str, np.ndarray] = {}
+    for i in nets:
+        out.update(export_conv_layers(state, {f"ctx{i + 1}.in": f"nets.{i}.0", f"ctx{i + 1}.out": f"nets.{i}.2"}))
     return out
 
 
@@ -101,19 +117,36 @@ def _pixel_shuffle(x: np.ndarray) -> np.ndarray:
     return x.reshape(b, c, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c, 2 * h, 2 * w)
 
 
-class IntegerHyperSynthesis:
-    """h_s in exact integer arithmetic: z tokens -> (mean, log2 scale) of every y token, both fixed
-    point with 8 fraction bits, as int64."""
+class IntegerConvStack:
+    """3x3 convolutions in exact integer arithmetic, ReLU between them (and a 2x pixel shuffle after
+    each but the last where `upsample`): fixed-point inputs with 8 fraction bits to fixed-point
+    outputs, as float64 holding integers."""
 
-    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+    def __init__(self, tensors: dict[str, np.ndarray], names: tuple[str, ...], upsample: bool = False) -> None:
+        self.upsample = upsample
         self.layers = []
-        for name in LAYERS:
+        for name in names:
             w = np.asarray(tensors[f"{name}.weight"], dtype=np.float64)
             b = np.asarray(tensors[f"{name}.bias"], dtype=np.float64)
             shift = int(np.asarray(tensors[f"{name}.shift"]).ravel()[0])
             if np.abs(w).max() > WEIGHT_LIMIT or w.shape[1] * WEIGHT_LIMIT * ACT_LIMIT + np.abs(b).max() >= EXACT_LIMIT // 2:
-                raise ValueError(f"hyper-synthesis layer {name} exceeds the exact integer range")
+                raise ValueError(f"integer network layer {name} exceeds the exact integer range")
             self.layers.append((np.ascontiguousarray(w.T), b, shift))
+
+    @property
+    def out_channels(self) -> int:
+        return self.layers[-1][0].shape[1]
+
+    def run(self, a: np.ndarray) -> np.ndarray:
+        """Fixed-point input (B, C, H, W) -> fixed-point output, clipped to +-ACT_LIMIT."""
+        for i, (wt, b, shift) in enumerate(self.layers):
+            a = _floor_shift(self._conv3x3(a, wt, b), shift)
+            if i < len(self.layers) - 1:
+                a = np.clip(a, 0, ACT_LIMIT)
+                a = _pixel_shuffle(a) if self.upsample else a
+            else:
+                a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
+        return a
 
     @staticmethod
     def _conv3x3(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -137,16 +170,41 @@ class IntegerHyperSynthesis:
                 out[i, r0:r1] = (cols @ wt + b).reshape(r1 - r0, w, -1)
         return out.transpose(0, 3, 1, 2)
 
+
+class IntegerHyperSynthesis(IntegerConvStack):
+    """h_s in exact integer arithmetic: z tokens -> (mean, log2 scale) of every y token, both fixed
+    point with 8 fraction bits, as int64."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        super().__init__(tensors, LAYERS, upsample=True)
+
     def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = np.asarray(z, dtype=np.float64) * ONE
-        for i, (wt, b, shift) in enumerate(self.layers):
-            a = _floor_shift(self._conv3x3(a, wt, b), shift)
-            if i < len(self.layers) - 1:
-                a = _pixel_shuffle(np.clip(a, 0, ACT_LIMIT))
-            else:
-                a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
-        mean, log_scale = np.split(a.astype(np.int64), 2, axis=1)
+        mean, log_scale = np.split(self.run(np.asarray(z, dtype=np.float64) * ONE).astype(np.int64), 2, axis=1)
         return mean, log_scale
+
+
+class IntegerSliceContext:
+    """codec.hyperprior.SliceContext in exact integer arithmetic: the fixed-point mean and log2 scale
+    of slice s's tokens from h_s's and the integer tokens of slices 0..s-1."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        count = len({k.split(".")[0] for k in tensors if k.startswith("ctx")})
+        self.nets = [IntegerConvStack(tensors, (f"ctx{s}.in", f"ctx{s}.out")) for s in range(1, count + 1)]
+        self.slices = count + 1
+
+    def width(self, latent: int) -> int:
+        return latent // self.slices
+
+    def __call__(self, s: int, mean: np.ndarray, log_scale: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, log scale) of slice s (N, width, h, w) from h_s's of all channels and the tokens
+        y (N, >= s * width, h, w) of the slices before."""
+        w = self.width(mean.shape[1])
+        m, ls = mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w]
+        if s == 0:
+            return m, ls
+        tokens = np.clip(y[:, : s * w], -CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT).astype(np.float64) * ONE
+        d = self.nets[s - 1].run(np.concatenate([tokens, m.astype(np.float64), ls.astype(np.float64)], 1)).astype(np.int64)
+        return m + d[:, :w], ls + d[:, w:]
 
 
 def table_index(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +228,7 @@ class HyperpriorCoder:
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         self.hs = IntegerHyperSynthesis({k[3:]: v for k, v in tensors.items() if k.startswith("hs.")})
+        self.context = IntegerSliceContext({k: v for k, v in tensors.items() if k.startswith("ctx")})
         self.z_freq = np.asarray(tensors["z_tables"], dtype=np.int64)
         flat, offsets = np.asarray(tensors["y_tables"], dtype=np.int64), np.asarray(tensors["y_offsets"], dtype=np.int64)
         if len(offsets) != SCALES * MEAN_STEPS + 1 or offsets[-1] != len(flat) or (flat <= 0).any() or (self.z_freq <= 0).any():
@@ -194,10 +253,11 @@ class HyperpriorCoder:
                           zip(self._run_start, np.diff(np.r_[self._run_start, len(lengths)]))]
 
     @staticmethod
-    def tables(z_pmf: np.ndarray, hs_state: dict[str, Any]) -> dict[str, np.ndarray]:
+    def tables(z_pmf: np.ndarray, hs_state: dict[str, Any], context_state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Everything the coder stores in the model file, from the float model at export."""
         ys = gaussian_tables()
         out = {f"hs.{k}": v for k, v in export_hyper_synthesis(hs_state).items()}
+        out.update(export_slice_context(context_state or {}))
         out["z_tables"] = np.stack([_frequencies(p) for p in np.asarray(z_pmf, dtype=np.float64) + 1e-12]).astype(np.uint16)
         out["y_tables"] = np.concatenate(ys).astype(np.uint16)
         out["y_offsets"] = np.cumsum([0] + [len(t) for t in ys]).astype(np.int64)
@@ -216,9 +276,12 @@ class HyperpriorCoder:
             self._models[key] = categorical(freq)
         return self._models[key]
 
-    def params(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)."""
-        return table_index(*self.hs(z))
+    def params(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)
+        and y tokens (N, M, h, w): what the decoder derives slice by slice, all at once."""
+        mean, log_scale = self.hs(z)
+        parts = [self.context(s, mean, log_scale, y) for s in range(self.context.slices)]
+        return table_index(np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1))
 
     def _segments(self, t: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """The coding order of one image's y tokens, by table index `t` (stable: raster order within a
@@ -243,11 +306,12 @@ class HyperpriorCoder:
         """y (N, M, h, w) and z (N, C, h/4, w/4) integer tokens, z within +-Z_SUPPORT and
         |y| < TOKEN_LIMIT -> (payload, ideal bits) per image.
 
-        Order: z channel by channel, then y's tokens by table index, then the escapes. A run of tokens
-        whose tables have one length goes to the coder in one call with a table row per token, which
-        codes exactly what one call per table does (the same models, in the same order), with far fewer
-        calls for a small image."""
-        table, base = self.params(z)
+        Order: z channel by channel, then slice by slice (the whole latent where the model has one
+        slice) y's tokens by table index and that slice's escapes. A run of tokens whose tables have
+        one length goes to the coder in one call with a table row per token, which codes exactly what
+        one call per table does (the same models, in the same order), with far fewer calls for a
+        small image."""
+        table, base = self.params(z, y)
         n, c = len(z), len(self.z_freq)
         z_sym = (z.reshape(n, c, -1) + Z_SUPPORT).astype(np.int32)
         z_rows = self._z_rows_for(*z.shape[2:])
@@ -257,6 +321,7 @@ class HyperpriorCoder:
         clipped = np.clip(s, -half, half) + half
         bits = (self._z_cost[np.arange(c)[:, None], z_sym].sum((1, 2))
                 + self._y_cost[self._y_offsets[t] + clipped].sum(1))
+        block = s.shape[1] // self.context.slices
         out = []
         for i in range(n):
             enc = TokenEncoder()
@@ -265,20 +330,29 @@ class HyperpriorCoder:
             else:
                 for ch in range(c):
                     enc.encode_with(z_sym[i, ch], self._model("z", ch))
-            order, segments = self._segments(t[i])
-            ts, sym = t[i][order], clipped[i][order].astype(np.int32)
-            for a, b, run in segments:
-                rows = self._rows(run, ts[a:b])
-                if rows is not None:
-                    enc.encode_rows(sym[a:b], rows)
-                    continue
-                cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
-                for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
-                    enc.encode_with(sym[u:v], self._model("y", int(ts[u])))
-            hs, ss = half[i][order], s[i][order]
-            escape_bits = self._encode_escapes(enc, np.abs(ss) - hs, np.abs(ss) >= hs)
+            escape_bits = 0.0
+            for a0 in range(0, s.shape[1], block):
+                part = slice(a0, a0 + block)
+                escape_bits += self._encode_slice(enc, s[i, part], t[i, part], clipped[i, part], half[i, part])
             out.append((enc.finish(), float(bits[i]) + escape_bits))
         return out
+
+    def _encode_slice(self, enc: TokenEncoder, s: np.ndarray, t: np.ndarray, clipped: np.ndarray,
+                      half: np.ndarray) -> float:
+        """One slice's tokens (offsets s from their means' integer parts, tables t) by table, then its
+        escapes; returns the escapes' bits."""
+        order, segments = self._segments(t)
+        ts, sym = t[order], clipped[order].astype(np.int32)
+        for a, b, run in segments:
+            rows = self._rows(run, ts[a:b])
+            if rows is not None:
+                enc.encode_rows(sym[a:b], rows)
+                continue
+            cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
+            for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
+                enc.encode_with(sym[u:v], self._model("y", int(ts[u])))
+        hs, ss = half[order], s[order]
+        return self._encode_escapes(enc, np.abs(ss) - hs, np.abs(ss) >= hs)
 
     def _encode_escapes(self, enc: TokenEncoder, excess: np.ndarray, at_end: np.ndarray) -> float:
         """Exp-Golomb remainders of the tokens coded as a table's end symbol, in coding order."""
@@ -307,33 +381,38 @@ class HyperpriorCoder:
                 for ch in range(c):
                     z[i, ch] = d.decode_with(self._model("z", ch), hz * wz).reshape(hz, wz) - Z_SUPPORT
             decoders.append(d)
-        table, base = self.params(z)
+        mean, log_scale = self.hs(z)
         y = np.empty((len(payloads), latent, h, w), np.int64)
-        for i, d in enumerate(decoders):
-            t = table[i].ravel()
-            half = self.half[t]
-            order, segments = self._segments(t)
-            ts = t[order]
-            sym = np.empty(len(t), np.int64)
-            for a, b, run in segments:
-                rows = self._rows(run, ts[a:b])
-                if rows is not None:
-                    sym[a:b] = d.decode_rows(rows)
-                    continue
-                cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
-                for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
-                    sym[u:v] = d.decode_with(self._model("y", int(ts[u])), int(v - u))
-            s = np.empty(len(t), np.int64)
-            s[order] = sym - self.half[ts]
-            ends = order[np.abs(s[order]) >= half[order]]
-            for pos in ends:
-                n = int(d.decode_with(self._model("esc", 0), 1)[0])
-                rest = 0
-                for shift in range(0, n, 8):
-                    width = min(8, n - shift)
-                    rest |= int(d.decode_with(self._model("bits", width), 1)[0]) << shift
-                s[pos] = np.sign(s[pos]) * (half[pos] + (1 << n) + rest - 1)
-            y[i] = s.reshape(latent, h, w) + base[i]
-            if np.abs(y[i]).max() >= TOKEN_LIMIT:
-                raise FormatError("payload decodes to a token outside the model's range")
+        width = self.context.width(latent)
+        for sl in range(self.context.slices):  # a slice's tables need the tokens of the slices before
+            table, base = table_index(*self.context(sl, mean, log_scale, y))
+            for i, d in enumerate(decoders):
+                y[i, sl * width: (sl + 1) * width] = self._decode_slice(d, table[i].ravel()).reshape(width, h, w) + base[i]
+        if np.abs(y).max(initial=0) >= TOKEN_LIMIT:
+            raise FormatError("payload decodes to a token outside the model's range")
         return y, z
+
+    def _decode_slice(self, d: TokenDecoder, t: np.ndarray) -> np.ndarray:
+        """One slice's offsets from their means' integer parts (tables t), as _encode_slice wrote them."""
+        half = self.half[t]
+        order, segments = self._segments(t)
+        ts = t[order]
+        sym = np.empty(len(t), np.int64)
+        for a, b, run in segments:
+            rows = self._rows(run, ts[a:b])
+            if rows is not None:
+                sym[a:b] = d.decode_rows(rows)
+                continue
+            cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
+            for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
+                sym[u:v] = d.decode_with(self._model("y", int(ts[u])), int(v - u))
+        s = np.empty(len(t), np.int64)
+        s[order] = sym - self.half[ts]
+        for pos in order[np.abs(s[order]) >= half[order]]:
+            n = int(d.decode_with(self._model("esc", 0), 1)[0])
+            rest = 0
+            for shift in range(0, n, 8):
+                width = min(8, n - shift)
+                rest |= int(d.decode_with(self._model("bits", width), 1)[0]) << shift
+            s[pos] = np.sign(s[pos]) * (half[pos] + (1 << n) + rest - 1)
+        return s

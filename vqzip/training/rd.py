@@ -74,6 +74,7 @@ class RDConfig:
     seed: int = 0
     checkpoint_seconds: float = 300.0
     log_every: int = 25
+    entropy_only: bool = False  # train the entropy model alone on the fixed transforms (PhotoCodec.forward)
 
     def __post_init__(self) -> None:
         if self.crop % self.codec.stride:
@@ -98,9 +99,14 @@ def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[
     return x, torch.from_numpy(rng.integers(0, cfg.codec.qualities, cfg.batch_size))
 
 
-def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR."""
-    out = model(x, q)
+def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor,
+            entropy_only: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR (bpp alone
+    where only the entropy model trains: the distortion does not depend on it)."""
+    out = model(x, q, entropy_only)
+    if entropy_only:
+        bpp = ((out["y_bits"] + out["z_bits"]) / (x.shape[2] * x.shape[3])).mean()
+        return bpp, {"loss": bpp.item(), "bpp": bpp.item()}
     mse = (out["x_hat"] - x).pow(2).mean((1, 2, 3))
     bpp = (out["y_bits"] + out["z_bits"]) / (x.shape[2] * x.shape[3])
     lambdas = torch.tensor(model.config.lambdas)[q]
@@ -140,8 +146,8 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
-    elif init is not None:
-        model.load_state_dict(init)
+    elif init is not None:  # weights the init lacks (new slice context networks) keep their initial values
+        model.load_state_dict({**model.state_dict(), **init})
     stop = {"now": False}
 
     def _stop(signum: int, frame: Any) -> None:
@@ -158,7 +164,7 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
             torch.manual_seed(cfg.seed * 1_000_003 + step)
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            loss, stats = rd_loss(model, x, q)
+            loss, stats = rd_loss(model, x, q, cfg.entropy_only)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -194,7 +200,8 @@ def coder_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:
 
     with torch.no_grad():
         pmf = model.z_density.pmf(Z_SUPPORT).numpy()
-    return HyperpriorCoder.tables(pmf, {k: v.numpy() for k, v in model.h_s.state_dict().items()})
+    return HyperpriorCoder.tables(pmf, {k: v.numpy() for k, v in model.h_s.state_dict().items()},
+                                  {k: v.numpy() for k, v in model.context.state_dict().items()})
 
 
 def export_photo(model: PhotoCodec, out: Path, card: dict[str, Any], test_images: list[np.ndarray] | None = None,
