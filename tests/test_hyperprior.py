@@ -448,16 +448,6 @@ def test_damaged_sliced_payload_is_a_format_error() -> None:
             pass
 
 
-def test_entropy_only_pass_trains_the_entropy_model_and_not_the_transforms() -> None:
-    torch.manual_seed(0)
-    model = PhotoCodec(SLICED)
-    out = model(torch.rand(2, 3, 64, 64) - 0.5, torch.tensor([0, 1]), entropy_only=True)
-    assert "x_hat" not in out
-    (out["y_bits"].sum() + out["z_bits"].sum()).backward()
-    assert model.context.nets[0][2].weight.grad is not None and model.h_s.out.weight.grad is not None
-    assert model.g_a[0].weight.grad is None and model.g_s[0].weight.grad is None and model.log_gain.grad is None
-
-
 def test_slices_must_divide_the_latent() -> None:
     with pytest.raises(ValueError, match="must divide the 12 latent channels"):
         PhotoConfig(latent=12, slices=5)

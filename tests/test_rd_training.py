@@ -87,16 +87,16 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     assert more.qualities == 3
     assert torch.allclose(more.codec.log_gain[1:], m.codec.log_gain, atol=1e-5)
 
-    # its entropy model trained alone with two channel-conditional slices: same transforms, files decode
+    # trained further with two channel-conditional slices: they start at zero corrections, files decode
     proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
                   "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "8",
-                  "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", "2", "--context", "4", "--entropy-only",
+                  "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", "2", "--context", "4", "--lr", "1e-9",
                   "--steps", "2", "--init", "small", "--out", str(models / "sliced"), "--run", str(tmp_path / "run-sliced"),
                   "--no-evaluate", env=env)
     assert proc.returncode == 0, proc.stderr
     sliced = zoo.load_model("sliced")
     assert sliced.prior.context.slices == 2 and "2 channel-conditional slices" in sliced.card["summary"]
-    assert torch.equal(sliced.codec.g_s[0].weight, m.codec.g_s[0].weight)
+    assert torch.allclose(sliced.codec.g_s[0].weight, m.codec.g_s[0].weight, atol=1e-6)
     data = api.encode_batch(image[None], sliced, 2)[0].data
     assert api.decode_batch([data], sliced)[0].shape == (32, 32, 3)
 
@@ -106,7 +106,6 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     (["--lambdas", "0.01,-1"], "each lambda must lie in (0, 10)"),
     (["--lambdas", "0.1,0.01"], "give them in increasing order"),
     (["--slices", "7"], "--slices 7: must divide the 160 latent channels"),
-    (["--entropy-only"], "--entropy-only trains on a model's fixed transforms: give it with --init"),
     (["--downsamples", "5"], "--downsamples 5: the photo codec has 1 to 4"),
     (["--crop", "48"], "--crop 48 is not a multiple of the model's stride, 64 pixels"),
     (["--thumbnails", "16,big"], "--thumbnails '16,big': expected sides in pixels"),

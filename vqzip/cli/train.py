@@ -88,9 +88,6 @@ def train(
                                         "groups, each conditioned on those before (1: hyperprior alone).")] = 1,
     context: Annotated[int, typer.Option("--context", min=1, help="hyperprior: hidden channels of each slice's "
                                          "context network.")] = 96,
-    entropy_only: Annotated[bool, typer.Option("--entropy-only", help="hyperprior: train only the entropy model "
-                                               "(side networks, slice contexts) on the --init model's fixed "
-                                               "transforms, on rate alone: a step costs a fraction.")] = False,
 ) -> None:
     """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card).
 
@@ -99,11 +96,9 @@ def train(
     checkpointing every 5 minutes and on Ctrl-C to --run, from which the same command resumes."""
     _need_torch("vqzip train")
     if arch == "hyperprior":
-        if entropy_only and not init:
-            fail("--entropy-only trains on a model's fixed transforms: give it with --init", 2)
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
                           _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context), thumbnails,
-                          crops, data, entropy_only)
+                          crops, data)
         return
     if arch != "tokens":
         fail(f"unknown --arch {arch!r}; choose tokens or hyperprior", 2)
@@ -247,7 +242,7 @@ def _rd_test_images(test: Path | None, data: Path | None) -> tuple[list[np.ndarr
 
 def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
                       crop: int, seed: int, init: str | None, test: Path | None, config: Any,
-                      thumbnails: str | None, crops: int, data: Path | None, entropy_only: bool = False) -> None:
+                      thumbnails: str | None, crops: int, data: Path | None) -> None:
     """`vqzip train --arch hyperprior`: the rate-distortion photo codec (training/rd.py)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared cores
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -259,8 +254,7 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
     lr = float(_rd_default("lr", lr))
     run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
     try:
-        cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
-                       entropy_only=entropy_only)
+        cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
         photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
         test_images, test_source = _rd_test_images(test, data)
         start = _photo_init(init, cfg.codec) if init else None
@@ -287,8 +281,7 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
                                        "qualities by gain vectors)",
                             "data": source, "test_data": test_source, "steps": steps, "batch_size": batch_size,
                             "lr": lr, "seed": seed, "lambdas": list(cfg.codec.lambdas),
-                            "loss": ("bpp on the init model's fixed transforms (--entropy-only)" if entropy_only else
-                                     "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop"),
+                            "loss": "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop",
                             "command": "vqzip " + " ".join(sys.argv[1:])}
     if init:
         card["init"] = {"model": init}

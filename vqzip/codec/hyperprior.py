@@ -239,14 +239,11 @@ class PhotoCodec(nn.Module):
         mean, log_scale = self.context(y_hat, *self.h_s(z_hat))
         return mean, torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
 
-    def forward(self, x: Tensor, q: Tensor, entropy_only: bool = False) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, q: Tensor) -> dict[str, Tensor]:
         """Training pass: x (B, 3, H, W) in [-0.5, 0.5], q (B,) quality indices 0..Q-1. Returns the
-        reconstruction and the bits of each image (y and z), for rate + lambda * distortion.
-        `entropy_only` trains the entropy model alone on fixed transforms: the analysis runs without
-        gradients and the synthesis not at all (no x_hat), so a step costs a fraction of a full one."""
+        reconstruction and the bits of each image (y and z), for rate + lambda * distortion."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not entropy_only):
-                y = self.analysis(x, q)
+            y = self.analysis(x, q)
             z = self.h_a(y)
         y, z = y.float(), z.float()
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
@@ -255,8 +252,6 @@ class PhotoCodec(nn.Module):
         mean, scale = self.entropy_params(ste_round(z), y_hat)
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         y_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((1, 2, 3))
-        if entropy_only:
-            return {"y_bits": y_bits, "z_bits": z_bits}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
             x_hat = self.synthesis(y_hat, q)
         return {"x_hat": x_hat.float(), "y_bits": y_bits, "z_bits": z_bits}

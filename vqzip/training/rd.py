@@ -74,7 +74,6 @@ class RDConfig:
     seed: int = 0
     checkpoint_seconds: float = 300.0
     log_every: int = 25
-    entropy_only: bool = False  # train the entropy model alone on the fixed transforms (PhotoCodec.forward)
 
     def __post_init__(self) -> None:
         if self.crop % self.codec.stride:
@@ -99,14 +98,9 @@ def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[
     return x, torch.from_numpy(rng.integers(0, cfg.codec.qualities, cfg.batch_size))
 
 
-def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor,
-            entropy_only: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR (bpp alone
-    where only the entropy model trains: the distortion does not depend on it)."""
-    out = model(x, q, entropy_only)
-    if entropy_only:
-        bpp = ((out["y_bits"] + out["z_bits"]) / (x.shape[2] * x.shape[3])).mean()
-        return bpp, {"loss": bpp.item(), "bpp": bpp.item()}
+def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR."""
+    out = model(x, q)
     mse = (out["x_hat"] - x).pow(2).mean((1, 2, 3))
     bpp = (out["y_bits"] + out["z_bits"]) / (x.shape[2] * x.shape[3])
     lambdas = torch.tensor(model.config.lambdas)[q]
@@ -164,7 +158,7 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
             torch.manual_seed(cfg.seed * 1_000_003 + step)
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            loss, stats = rd_loss(model, x, q, cfg.entropy_only)
+            loss, stats = rd_loss(model, x, q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
