@@ -38,6 +38,7 @@ TOKEN_LIMIT = 1 << 15  # |y token| < this: the encoder clamps, the decoder never
 TABLE_TOTAL = 1 << 16  # frequencies of a table sum to about this; every entry >= 1
 ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
 ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
+CHUNK_FLOATS = 1 << 23  # and at most this many im2col entries per product (64 MB), for wide inputs
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 LAYERS = ("up1", "up2", "out")
 CONTEXT_TOKEN_LIMIT = 4096  # as codec.hyperprior's: tokens enter a slice's context clamped to +-this
@@ -154,14 +155,15 @@ class IntegerConvStack:
         bsz, c, h, w = x.shape
         padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
         out = np.empty((bsz, h, w, wt.shape[1]))
-        if h * w <= ROWS_PER_CHUNK:  # small images: as many whole images per product as fit a chunk
-            step = max(1, ROWS_PER_CHUNK // (h * w))
+        chunk = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)))
+        if h * w <= chunk:  # small images: as many whole images per product as fit a chunk
+            step = max(1, chunk // (h * w))
             for i in range(0, bsz, step):
                 win = np.lib.stride_tricks.sliding_window_view(padded[i: i + step], (3, 3), axis=(2, 3))
                 cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * 9)
                 out[i: i + step] = (cols @ wt + b).reshape(-1, h, w, wt.shape[1])
             return out.transpose(0, 3, 1, 2)
-        rows = max(1, ROWS_PER_CHUNK // max(1, w))
+        rows = max(1, chunk // max(1, w))
         for i in range(bsz):
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
