@@ -59,16 +59,18 @@ def test_the_metadata_sample_decodes_with_its_metadata() -> None:
     assert img.getexif()[0x010F] == "vqzip sample camera" and img.getexif()[0x0112] == 1
 
 
-def test_the_photo_codec_sample_decodes_to_its_tokens() -> None:
-    """Version 3 (the photo codec's hyperprior): the committed file decodes to the tokens it was made
-    from, and those tokens still code to its payload byte for byte."""
-    data = (DATA / "sample-v3.vqz").read_bytes()
+@pytest.mark.parametrize("version, model", [(3, "photo-hp-v1"), (4, "photo-cc")])
+def test_the_photo_codec_samples_decode_to_their_tokens(version: int, model: str) -> None:
+    """Version 3 (the photo codec's hyperprior) and 4 (the hyperprior in channel-conditional slices):
+    the committed file decodes to the tokens it was made from, and those tokens still code to its
+    payload byte for byte."""
+    data = (DATA / f"sample-v{version}.vqz").read_bytes()
     header, _ = container.parse_header(data)
-    m = api.load_model("photo-hp-v1")
-    assert header.version == 3 and header.model_id == m.model_id
-    stored = np.load(DATA / "sample-v3-tokens.npz")
+    m = api.load_model(model)
+    assert header.version == version and header.model_id == m.model_id and (m.prior.context.slices > 1) == (version == 4)
+    stored = np.load(DATA / f"sample-v{version}-tokens.npz")
     y, z = stored["y"].astype(np.int64), stored["z"].astype(np.int64)
     assert np.array_equal(api.file_tokens(data), y)
-    assert container.parse(data, m.key(3)).payload == m.prior.encode(y[None], z[None])[0][0]
+    assert container.parse(data, m.key(version)).payload == m.prior.encode(y[None], z[None])[0][0]
     original = np.asarray(Image.open(DATA / "sample128.png"))
     assert psnr(original[None], np.asarray(api.decompress(data))[None])[0] > 24

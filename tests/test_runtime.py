@@ -18,7 +18,7 @@ from vqzip.runtime import OnnxNets, onnx_path
 
 DATA = Path(__file__).resolve().parent / "data"
 SHIPPED = ("cifar10-rvq", "cifar10-vq", "cifar10-byte", "photo-rvq", "photo-rvq-v1", "photo-hp-v1", "photo-hp-v2", "photo-hp",
-           "small-hp")
+           "photo-cc", "small-hp")
 
 
 @pytest.mark.parametrize("kind,args", [("rvq", {}), ("rvq", {"levels": 3, "codebook_size": 16}), ("vq", {}),
@@ -57,7 +57,7 @@ def _pixels(name: str) -> np.ndarray:
 
 @pytest.mark.parametrize("name,image", [("cifar10-rvq", "sample64.png"), ("cifar10-vq", "sample32.png"),
                                         ("cifar10-byte", "sample32.png"), ("photo-rvq", "sample64.png"),
-                                        ("photo-hp", "sample128.png")])
+                                        ("photo-hp", "sample128.png"), ("photo-cc", "sample128.png")])
 def test_both_engines_write_the_same_files_and_decode_each_others(name: str, image: str) -> None:
     """Fresh encodes at the lowest, default and highest quality: the same bytes from ONNX Runtime and
     from torch (their networks agree closely enough that no token differs on these images; any file

@@ -68,12 +68,12 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
     assert card.get("results") or card.get("kodak"), "no measured results in the card"
     sample = Image.open(io.BytesIO(resources.files("vqzip.assets").joinpath("sample.png").read_bytes())).convert("RGB")
     data = api.compress(sample, m, 1)
-    assert data[2] == (3 if m.is_hyperprior else 2 if m.context is not None else 1)
+    assert data[2] == ((4 if m.prior.context.slices > 1 else 3) if m.is_hyperprior else 2 if m.context is not None else 1)
     assert np.asarray(api.decompress(data)).shape == np.asarray(sample).shape
 
 
 def test_shipped_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    # 75 MB: nine models since photo-hp-v1 and photo-hp-v2 stay installed beside photo-hp, so that
-    # their files decode, and small-hp trains beside cifar10-rvq
-    assert total < 75e6, f"models/ holds {total / 1e6:.1f} MB, over the 75 MB budget"
+    # 95 MB: ten models since photo-hp-v1, photo-hp-v2 and photo-hp stay installed beside photo-cc
+    # (15 MB, its slice contexts included), so that their files decode, and small-hp trains beside cifar10-rvq
+    assert total < 95e6, f"models/ holds {total / 1e6:.1f} MB, over the 95 MB budget"

@@ -8,7 +8,8 @@ was shipped as photo-rvq and renamed photo-rvq-v1 when a 6-level photo-rvq repla
 their model by id, so such a file must still find it. `--metadata` writes sample-v2-metadata.vqz, the
 32x32 sample with an ICC profile and EXIF (the metadata section, flagged by the version byte's high bit).
 `--photo-hp` writes sample-v3.vqz, a 128x128 crop coded by the photo codec photo-hp (format version 3),
-with its image and side tokens.
+with its image and side tokens; `--photo-cc` sample-v4.vqz, the same crop coded by photo-cc (version 4:
+the hyperprior in channel-conditional slices).
 """
 from __future__ import annotations
 
@@ -60,23 +61,27 @@ def metadata_sample() -> None:
     print(f"sample-v2-metadata.vqz: {len(data)} bytes")
 
 
-def photo_hp_sample() -> None:
-    """A 128x128 crop of the built-in photo at quality 4 with photo-hp: version 3, the hyperprior."""
+def photo_sample(model: str, quality: int, version: int) -> None:
+    """A 128x128 crop of the built-in photo coded by a photo codec: sample-v<version>.vqz and its tokens
+    (version 3: photo-hp-v1, the hyperprior; version 4: photo-cc, the hyperprior in slices)."""
     with resources.files("vqzip.assets").joinpath("sample.png").open("rb") as f:
         img = Image.open(f).convert("RGB").crop((0, 0, 128, 128))
-    img.save(HERE / "sample128.png")
-    m = api.load_model("photo-hp-v1")
-    data = api.compress(img, m, 4)
-    assert data[2] == 3
-    (HERE / "sample-v3.vqz").write_bytes(data)
-    y, z = api.photo_tokens(np.asarray(img)[None], m, 4)
-    np.savez_compressed(HERE / "sample-v3-tokens.npz", y=y[0].astype(np.int16), z=z[0].astype(np.int8))
-    print(f"sample-v3.vqz: {len(data)} bytes")
+    if not (HERE / "sample128.png").exists():
+        img.save(HERE / "sample128.png")
+    m = api.load_model(model)
+    data = api.compress(img, m, quality)
+    assert data[2] == version
+    (HERE / f"sample-v{version}.vqz").write_bytes(data)
+    y, z = api.photo_tokens(np.asarray(img)[None], m, quality)
+    np.savez_compressed(HERE / f"sample-v{version}-tokens.npz", y=y[0].astype(np.int16), z=z[0].astype(np.int8))
+    print(f"sample-v{version}.vqz: {len(data)} bytes")
 
 
 def main() -> None:
     if sys.argv[1:] == ["--photo-hp"]:
-        return photo_hp_sample()
+        return photo_sample("photo-hp-v1", 4, 3)
+    if sys.argv[1:] == ["--photo-cc"]:
+        return photo_sample("photo-cc", 5, 4)
     if sys.argv[1:] == ["--photo-v1"]:
         return photo_v1_sample()
     if sys.argv[1:] == ["--metadata"]:

@@ -94,11 +94,10 @@ class SliceContext(nn.Module):
         self.slices, self.width = slices, latent // slices
         self.nets = nn.ModuleList()
         for s in range(1, slices):
-            net = nn.Sequential(nn.Conv2d(s * self.width + 2 * self.width, hidden, 3, padding=1), nn.ReLU(),
-                                nn.Conv2d(hidden, 2 * self.width, 3, padding=1))
-            nn.init.zeros_(net[2].weight)
-            nn.init.zeros_(net[2].bias)
-            self.nets.append(net)
+            out = nn.Conv2d(hidden, 2 * self.width, 3, padding=1)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.nets.append(nn.Sequential(nn.Conv2d(s * self.width + 2 * self.width, hidden, 3, padding=1), nn.ReLU(), out))
 
     def forward(self, y_hat: Tensor, mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log2 scale of every latent from h_s's (mean, log_scale) and the tokens y_hat."""

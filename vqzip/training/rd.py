@@ -214,7 +214,10 @@ def export_photo(model: PhotoCodec, out: Path, card: dict[str, Any], test_images
                        "channels": model.config.latent, "range": "integers, |token| < 32768",
                        "side_tokens": f"{model.config.hyper} channels x H/{hs} x W/{hs}, integers in -64..64"},
             "entropy_model": "mean-scale hyperprior; integer hyper-synthesis and stored integer Gaussian tables "
-                             "(coding/gaussian.py)"}
+                             "(coding/gaussian.py)" + (
+                                 f"; {model.config.slices} slices of {model.config.latent // model.config.slices} "
+                                 "channels, each one's means and scales corrected by an integer context network from "
+                                 "the slices before (format version 4)" if model.config.slices > 1 else "")}
     card.setdefault("default_quality", (model.qualities + 1) // 2)
     if test_images is not None:
         rows = measure_photos(load_model(weights), test_images, on_image=on_image)
