@@ -96,6 +96,7 @@ class SliceContext(nn.Module):
         for s in range(1, slices):
             out = nn.Conv2d(hidden, 2 * self.width, 3, padding=1)
             nn.init.zeros_(out.weight)
+            assert out.bias is not None
             nn.init.zeros_(out.bias)
             self.nets.append(nn.Sequential(nn.Conv2d(s * self.width + 2 * self.width, hidden, 3, padding=1), nn.ReLU(), out))
 
