@@ -63,6 +63,24 @@ def test_one_coder_call_per_run_of_tables_codes_what_one_per_table_does(tiny: tu
     assert (y2 == y).all() and (z2 == z).all()
 
 
+def _in_fresh_processes(script: str, **arrays: np.ndarray) -> list[np.ndarray]:
+    """What `script` (argv: input .npz, threads, batch, output .npy) saves when run in a fresh process
+    with 1 thread and batch 1, then with 2 threads and batch 8: the decoder's tables must not depend on
+    either."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.npz"
+        np.savez(src, **arrays)
+        results = []
+        for threads, batch in ((1, 1), (2, 8)):
+            out = Path(tmp) / f"out{threads}{batch}.npy"
+            env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+            subprocess.run([sys.executable, "-c", script, str(src), str(threads), str(batch), str(out)], check=True, env=env)
+            results.append(np.load(out))
+    return results
+
+
 def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
     """The decoder's tables must be the encoder's on any machine: the same integers from 1 thread and
     one image at a time as from 2 threads and a batch of 8, checked in fresh processes."""
@@ -75,18 +93,7 @@ def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple
         "hs = IntegerHyperSynthesis({k: d[k] for k in d.files if k != 'z'})\n"
         "out = [np.concatenate(hs(d['z'][i:i + batch]), 1) for i in range(0, len(d['z']), batch)]\n"
         "np.save(sys.argv[4], np.concatenate(out))\n")
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in.npz"
-        np.savez(src, z=z, **{k[3:]: v for k, v in _hs_tensors(model).items()})
-        results = []
-        for threads, batch in ((1, 1), (2, 8)):
-            out = Path(tmp) / f"out{threads}{batch}.npy"
-            env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-            subprocess.run([sys.executable, "-c", script, str(src), str(threads), str(batch), str(out)], check=True, env=env)
-            results.append(np.load(out))
+    results = _in_fresh_processes(script, z=z, **{k[3:]: v for k, v in _hs_tensors(model).items()})
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     direct = np.concatenate(coder.hs(z), 1)
     assert (direct == results[0]).all()
@@ -417,20 +424,10 @@ def test_integer_slice_context_follows_the_float_network_and_is_exact_across_thr
         "out = [np.concatenate(ctx(2, d['mean'][i:i + batch], d['log_scale'][i:i + batch], d['y'][i:i + batch]), 1)\n"
         "       for i in range(0, len(d['y']), batch)]\n"
         "np.save(sys.argv[4], np.concatenate(out))\n")
-    import tempfile
-
     from vqzip.training.rd import coder_tensors
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in.npz"
-        np.savez(src, y=y, mean=mean, log_scale=log_scale,
-                 **{k: v for k, v in coder_tensors(model).items() if k.startswith("ctx")})
-        results = []
-        for threads, batch in ((1, 1), (2, 8)):
-            out = Path(tmp) / f"out{threads}{batch}.npy"
-            env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-            subprocess.run([sys.executable, "-c", script, str(src), str(threads), str(batch), str(out)], check=True, env=env)
-            results.append(np.load(out))
+    results = _in_fresh_processes(script, y=y, mean=mean, log_scale=log_scale,
+                                  **{k: v for k, v in coder_tensors(model).items() if k.startswith("ctx")})
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     assert (np.concatenate(coder.context(2, mean, log_scale, y), 1) == results[0]).all()
 
