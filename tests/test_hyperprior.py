@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vqzip import zoo
-from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig, gains_for_lambdas
+from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig, gains_for_lambdas, widened_state
 from vqzip.coding import gaussian
 from vqzip.coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, HyperpriorCoder, IntegerHyperSynthesis
 from vqzip.errors import FormatError
@@ -364,6 +364,35 @@ def test_gains_for_new_lambdas_keep_old_ones_and_follow_log_lambda() -> None:
     out = gains_for_lambdas(state, (0.01, 0.04), (0.005, 0.01, 0.02, 0.04, 0.08))
     assert torch.allclose(out["log_gain"], torch.tensor([[-0.5, 0.0], [0.0, 1.0], [0.5, 2.0], [1.0, 3.0], [1.5, 4.0]]))
     assert torch.allclose(out["log_inv_gain"], -out["log_gain"]) and out["other"] is state["other"]
+
+
+
+def test_widened_model_codes_and_reconstructs_as_before() -> None:
+    """A model grown to more --channels keeps its latents, side latents, tables' parameters and
+    reconstructions (the new channels are silent), yet its new weights are trainable (not all zero)."""
+    from dataclasses import replace
+
+    narrow_config = replace(TINY, slices=2, context=4)
+    torch.manual_seed(1)
+    narrow = PhotoCodec(narrow_config).eval()
+    with torch.no_grad():  # the last layers of slice contexts start at zero: give them weights to carry over
+        for p in narrow.context.parameters():
+            p.normal_(0, 0.1)
+    torch.manual_seed(2)
+    wide = PhotoCodec(replace(narrow_config, channels=13)).eval()
+    wide.load_state_dict(widened_state(narrow.state_dict(), wide))
+    x, q = torch.rand(2, 3, 64, 64) - 0.5, torch.tensor([0, 1])
+    with torch.no_grad():
+        y = narrow.analysis(x, q)
+        z = narrow.h_a(y)
+        torch.testing.assert_close(wide.analysis(x, q), y, rtol=0, atol=1e-6)
+        torch.testing.assert_close(wide.h_a(y), z, rtol=0, atol=1e-6)
+        for a, b in zip(wide.entropy_params(z.round(), y.round()), narrow.entropy_params(z.round(), y.round())):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        torch.testing.assert_close(wide.synthesis(y.round(), q), narrow.synthesis(y.round(), q), rtol=0, atol=1e-6)
+    assert wide.g_s[2].weight[8:].abs().sum() > 0 and wide.g_s[0].weight[:, 8:].abs().sum() == 0
+    with pytest.raises(ValueError, match="does not fit"):
+        widened_state(wide.state_dict(), narrow)
 
 
 SLICED = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.05), slices=3, context=8)

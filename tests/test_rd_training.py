@@ -100,6 +100,28 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     data = api.encode_batch(image[None], sliced, 2)[0].data
     assert api.decode_batch([data], sliced)[0].shape == (32, 32, 3)
 
+    # trained further wider (--channels 12 from 8): the new channels start silent, so before any
+    # update (lr 0) the same tokens code to the same payload as the init re-exported at its own width
+    # (both from its float16 weights) and decode to the same pixels, within the float networks'
+    # rounding; narrower is refused in one line
+    wide_args = ["--crops", "8", "--crop", "32", "--batch-size", "2", "--latent", "8", "--hyper", "8",
+                 "--lambdas", "0.01,0.1", "--steps", "1", "--lr", "0", "--init", "small", "--no-evaluate"]
+    for name, width in (("same", "8"), ("wide", "12"), ("thin", "6")):
+        proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
+                      "--channels", width, *wide_args, "--out", str(models / name), "--run", str(tmp_path / f"run-{name}"),
+                      env=env)
+        assert proc.returncode == (1 if name == "thin" else 0), proc.stderr
+    same, wide = zoo.load_model("same"), zoo.load_model("wide")
+    assert wide.codec.config.channels == 12
+    with torch.no_grad():
+        y = m.codec.analysis(torch.from_numpy(api.to_unit(image[None])).permute(0, 3, 1, 2), torch.tensor([1]))
+        z = m.codec.h_a(y)
+    y, z = y.round().long().numpy(), z.round().clamp(-64, 64).long().numpy()
+    assert wide.prior.encode(y, z)[0][0] == same.prior.encode(y, z)[0][0]
+    pixels = [api.token_images(y, model, 32, 32, 2).astype(int) for model in (same, wide)]
+    assert np.abs(pixels[0] - pixels[1]).max() <= 1
+    assert proc.returncode == 1 and "--channels 6 is narrower than its 8" in proc.stderr, proc.stderr
+
 
 @pytest.mark.parametrize("args, message", [
     (["--lambdas", "0.01,x"], "--lambdas '0.01,x': expected numbers"),

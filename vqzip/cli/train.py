@@ -257,7 +257,7 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
         cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
         photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
         test_images, test_source = _rd_test_images(test, data)
-        start = _photo_init(init, cfg.codec) if init else None
+        start = _photo_init(init, cfg.codec, seed) if init else None
     except (OSError, ValueError, VqzipError) as exc:
         fail(one_line(exc))
     columns = [BarColumn(), TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.3f} "
@@ -291,24 +291,33 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
     err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
 
 
-def _photo_init(init: str, config: Any) -> dict[str, Any]:
+def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:
     """The float weights of a photo model to start from: the same configuration, except that the
-    lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas)
-    and so may the slices (a new slice context starts at zero corrections: the init's own coding)."""
+    lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas),
+    so may the slices (a new slice context starts at zero corrections: the init's own coding), and
+    --channels may be wider (the new channels start silent, codec.hyperprior.widened_state)."""
     from dataclasses import replace
 
-    from ..codec.hyperprior import gains_for_lambdas
+    import torch
+
+    from ..codec.hyperprior import PhotoCodec, gains_for_lambdas, widened_state
     from ..zoo import load_model
 
     m = load_model(init)
     if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas, slices=config.slices,
-                                      context=config.context) != config:
+                                      context=config.context, channels=config.channels) != config:
         raise VqzipError(f"--init {init}: not a photo codec of this configuration")
+    if config.channels < m.codec.config.channels:
+        raise VqzipError(f"--init {init}: --channels {config.channels} is narrower than its {m.codec.config.channels}")
     same_context = (m.codec.config.slices, m.codec.config.context) == (config.slices, config.context)
     state = {k: v.float() for k, v in m.codec.state_dict().items() if same_context or not k.startswith("context.")}
     if len(m.codec.config.lambdas) < 2 and m.codec.config.lambdas != config.lambdas:
         raise VqzipError(f"--init {init}: a model of one quality cannot be given other lambdas")
-    return gains_for_lambdas(state, m.codec.config.lambdas, config.lambdas)
+    state = gains_for_lambdas(state, m.codec.config.lambdas, config.lambdas)
+    if config.channels == m.codec.config.channels:
+        return state
+    torch.manual_seed(seed)  # the fresh weights that read the new channels: repeatable, as a run from scratch
+    return widened_state(state, PhotoCodec(config))
 
 
 def _training_images(dataset: str, data: Path | None, crop: int, crops: int,

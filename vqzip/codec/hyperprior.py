@@ -321,3 +321,32 @@ def gains_for_lambdas(state: dict[str, Tensor], old: tuple[float, ...], new: tup
             rows.append(state[key][i - 1] * (1 - w) + state[key][i] * w)
         out[key] = torch.stack(rows)
     return out
+
+
+@torch.no_grad()
+def widened_state(state: dict[str, Tensor], target: PhotoCodec) -> dict[str, Tensor]:
+    """`state` (a PhotoCodec's weights of a narrower --channels) grown to `target`'s shapes, coding and
+    reconstructing exactly as before, so a trained model can gain capacity and train on (Net2Net,
+    Chen et al. 2016). Each tensor keeps its old values in its leading block; the rest take `target`'s
+    fresh values, except that every convolution's new output channels get zero weights and bias: the
+    new channels are silent (0 through GDN, ReLU and pixel shuffle), yet the fresh weights that read
+    them give them gradients. Those fresh weights are clipped to the layer's largest old one, so an
+    integer layer (h_s, the slice contexts) keeps its fixed-point scale and its exact outputs."""
+    out = {k: v.clone() for k, v in target.state_dict().items()}
+    for key, old in state.items():
+        new = out[key]
+        if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+            raise ValueError(f"{key}: {tuple(old.shape)} does not fit in {tuple(new.shape)}")
+        new[tuple(slice(0, n) for n in old.shape)] = old
+    for name, module in target.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or f"{name}.weight" not in state:
+            continue
+        axis = 1 if isinstance(module, nn.ConvTranspose2d) else 0  # the weight's output-channel axis
+        old_weight, weight = state[f"{name}.weight"], out[f"{name}.weight"]
+        bound = float(old_weight.abs().max())
+        weight.clamp_(-bound, bound)  # the old block lies within the bound already
+        old_out = old_weight.shape[axis]
+        weight.narrow(axis, old_out, weight.shape[axis] - old_out).zero_()
+        if module.bias is not None:
+            out[f"{name}.bias"][old_out:] = 0
+    return out
