@@ -2,9 +2,10 @@
 the rate each reference needs at each of the card's PSNRs (as `vqzip bench` prints them).
 
     python benchmarks/card_vs_references.py models/photo-hp.json benchmarks/results/kodak/results.json \
-        [--out benchmarks/results/photo-hp-vs-references.json]
+        [--cards models/photo-hp-v2.json ...] [--out benchmarks/results/photo-hp-vs-references.json]
 
 Both must be measured on the same images (the card's results.dataset and the run's meta.dataset).
+--cards adds other model cards' measured curves as references (an earlier model of the same kind).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("card", type=Path)
     ap.add_argument("runs", type=Path, nargs="+", help="bench results.json files holding the reference curves")
+    ap.add_argument("--cards", type=Path, nargs="*", default=[], help="other model cards as references")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     card = json.loads(a.card.read_text())
@@ -31,7 +33,11 @@ def main() -> None:
                 curves.setdefault(f"{p['codec']} ({run.parent.name})", ([], []))
                 curves[f"{p['codec']} ({run.parent.name})"][0].append(p["bpp"])
                 curves[f"{p['codec']} ({run.parent.name})"][1].append(p["psnr"])
-    out = {"card": str(a.card), "model_id": card.get("model_id"), "runs": [str(r) for r in a.runs], "references": {}}
+    for other in a.cards:
+        theirs = json.loads(other.read_text())["results"]["per_quality"]
+        curves[f"{other.stem} (card)"] = ([r["bpp"] for r in theirs], [r["psnr"] for r in theirs])
+    out = {"card": str(a.card), "model_id": card.get("model_id"), "runs": [str(r) for r in a.runs],
+           "cards": [str(c) for c in a.cards], "references": {}}
     for name, (r, d) in curves.items():
         equal = []
         for q, bpp, db in zip((row["quality"] for row in rows), rates, psnrs):

@@ -74,6 +74,7 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
 
 def test_shipped_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    # 95 MB: ten models since photo-hp-v1, photo-hp-v2 and photo-hp stay installed beside photo-cc
-    # (15 MB, its slice contexts included), so that their files decode, and small-hp trains beside cifar10-rvq
-    assert total < 95e6, f"models/ holds {total / 1e6:.1f} MB, over the 95 MB budget"
+    # 115 MB: eleven models since photo-hp-v1, photo-hp-v2, photo-hp and photo-cc stay installed beside
+    # photo-cc128 (20 MB: 128 channels, its slice contexts included), so that their files decode, and
+    # small-hp trains beside cifar10-rvq
+    assert total < 115e6, f"models/ holds {total / 1e6:.1f} MB, over the 115 MB budget"
