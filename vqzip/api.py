@@ -325,9 +325,10 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
 
 
 # Photos at least this many pixels on their short side go to the photo codec: on Kodak downsampled
-# to a short side of 96 px photo-hp needs 8 % more bits than cifar10-rvq for the same PSNR, at 112 px
-# 7 % fewer, from 128 px 14-27 % fewer (benchmarks/pick_model.py, benchmarks/results/pick_model.json).
-PHOTO_MIN_SIDE = 112
+# to a short side of 56 px photo-cc128 needs 7 % more bits than cifar10-rvq for the same PSNR, at 64 px
+# 6 % fewer, at 80-128 px 1-27 % fewer (benchmarks/pick_model.py, results/pick_model-photo-cc128.json;
+# photo-hp, 8 % worse, crossed over only at 112 px: results/pick_model.json).
+PHOTO_MIN_SIDE = 64
 # The photo codec photos go to; None would send every image to the small-image model.
 AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
 
