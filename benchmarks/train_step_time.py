@@ -1,6 +1,7 @@
 """Seconds per training step of the photo codec in float32 and in bfloat16 autocast, on this CPU
 
     python benchmarks/train_step_time.py [--batch 8 --crop 256 --downsamples 4 --channels 96 --latent 160]
+        [--layout channels_last|nchw]
 
 Why: bfloat16 halves a step where the CPU has it (AVX512-BF16 / AMX) and is emulated, many times
 slower, where it has not (AVX2); training uses it only where hyperprior.native_bf16() says it is
@@ -24,6 +25,8 @@ def step_times(precision: str, args: argparse.Namespace, steps: int) -> list[flo
     model = hp.PhotoCodec(PhotoConfig(channels=args.channels, latent=args.latent, downsamples=args.downsamples))
     opt = torch.optim.Adam(model.parameters(), 1e-4)
     x = torch.rand(args.batch, 3, args.crop, args.crop) - 0.5
+    if args.layout == "channels_last":  # what training's crops are (training.rd.crops_for_step)
+        x = x.contiguous(memory_format=torch.channels_last)
     q = torch.randint(0, model.qualities, (args.batch,))
     times = []
     for _ in range(steps):
@@ -46,6 +49,8 @@ def main() -> None:
     ap.add_argument("--latent", type=int, default=160)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--layout", choices=["channels_last", "nchw"], default="channels_last",
+                    help="memory layout of the crops (training's is channels_last)")
     args = ap.parse_args()
     print(f"bfloat16 native on this CPU: {hp.native_bf16()}")
     for precision in args.precisions:

@@ -366,7 +366,6 @@ def test_gains_for_new_lambdas_keep_old_ones_and_follow_log_lambda() -> None:
     assert torch.allclose(out["log_inv_gain"], -out["log_gain"]) and out["other"] is state["other"]
 
 
-
 def test_widened_model_codes_and_reconstructs_as_before() -> None:
     """A model grown to more --channels keeps its latents, side latents, tables' parameters and
     reconstructions (the new channels are silent), yet its new weights are trainable (not all zero)."""

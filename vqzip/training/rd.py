@@ -94,8 +94,9 @@ def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[
         if rng.random() < 0.5:
             c = c.transpose(1, 0, 2)
         crops.append(np.ascontiguousarray(c))
-    # channels-last (what the permuted HWC crops already are): oneDNN's convolutions take a step of
-    # 8 x 256^2 crops at N = 128 in 1.2 s so against 1.6 s from contiguous NCHW (bfloat16, 2 cores)
+    # channels-last (what the permuted HWC crops already are): oneDNN's convolutions then take a step of
+    # 8 x 256^2 crops at N = 128 in 1.1-1.3 s against 1.5-1.7 s from NCHW (bfloat16, 2 cores;
+    # benchmarks/train_step_time.py --channels 128 --layout nchw|channels_last)
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
     return x.contiguous(memory_format=torch.channels_last), torch.from_numpy(rng.integers(0, cfg.codec.qualities, cfg.batch_size))
 
