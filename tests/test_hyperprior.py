@@ -149,9 +149,9 @@ def test_malformed_tables_are_refused(tiny: tuple[PhotoCodec, HyperpriorCoder]) 
         IntegerHyperSynthesis({k[3:]: v for k, v in huge.items() if k.startswith("hs.")})
 
 
-@pytest.mark.parametrize("sliced", [False, True])
-def test_damaged_payload_is_a_format_error(tiny: tuple[PhotoCodec, HyperpriorCoder], sliced: bool) -> None:
-    model, coder = _sliced() if sliced else tiny
+@pytest.mark.parametrize("kind", ["hyperprior", "sliced", "checkerboard"])
+def test_damaged_payload_is_a_format_error(tiny: tuple[PhotoCodec, HyperpriorCoder], kind: str) -> None:
+    model, coder = {"hyperprior": lambda: tiny, "sliced": _sliced, "checkerboard": _checkered}[kind]()
     y, z = _tokens(model, 1)
     payload, _ = coder.encode(y, z)[0]
     rng = np.random.default_rng(0)
@@ -397,13 +397,13 @@ def test_widened_model_codes_and_reconstructs_as_before() -> None:
 SLICED = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.05), slices=3, context=8)
 
 
-def _sliced(perturb: bool = True) -> tuple[PhotoCodec, HyperpriorCoder]:
+def _sliced(perturb: bool = True, config: PhotoConfig = SLICED) -> tuple[PhotoCodec, HyperpriorCoder]:
     """A tiny model of three slices; `perturb` gives its context networks (zero at first) random weights."""
     torch.manual_seed(3)
-    model = PhotoCodec(SLICED).eval()
+    model = PhotoCodec(config).eval()
     if perturb:
         with torch.no_grad():
-            for net in model.context.nets:
+            for net in [*model.context.nets, *model.context.spatial]:
                 net[2].weight.normal_(0, 0.05)
                 net[2].bias.normal_(0, 0.1)
     from vqzip.training.rd import coder_tensors
@@ -463,3 +463,87 @@ def test_integer_slice_context_follows_the_float_network_and_is_exact_across_thr
 def test_slices_must_divide_the_latent() -> None:
     with pytest.raises(ValueError, match="must divide the 12 latent channels"):
         PhotoConfig(latent=12, slices=5)
+
+
+CHECKERED = PhotoConfig(**{**SLICED.to_dict(), "checkerboard": True})
+
+
+def _checkered(perturb: bool = True) -> tuple[PhotoCodec, HyperpriorCoder]:
+    """The three-slice model with checkerboard networks (random weights where `perturb`)."""
+    return _sliced(perturb, CHECKERED)
+
+
+def test_checkerboard_tokens_round_trip_with_escapes_and_use_their_anchors() -> None:
+    model, coder = _checkered()
+    assert coder.context.checkerboard and coder.context.slices == 3
+    y, z = _tokens(model, 3)
+    y[0, 0, 0, 0], y[1, 11, 1, 0], y[2, 5, 0, 1] = TOKEN_LIMIT - 1, -(TOKEN_LIMIT - 1), 40  # escapes, a clamped context
+    coded = coder.encode(y, z)
+    y2, z2 = coder.decode([p for p, _ in coded], y.shape[2], y.shape[3], y.shape[1])
+    assert (y2 == y).all() and (z2 == z).all()
+    for payload, bits in coded:
+        assert abs(len(payload) - bits / 8) < 8
+    table, _ = coder.params(z, y)  # a slice's anchor tokens change the tables of its other half only
+    moved = y.copy()
+    moved[:, 4:8][:, :, gaussian.anchors(*y.shape[2:])] += 3
+    after, _ = coder.params(z, moved)
+    changed = (after != table)[:, 4:8]
+    assert changed.any() and not changed[:, :, gaussian.anchors(*y.shape[2:])].any()
+    assert (after[:, :4] == table[:, :4]).all()
+
+
+def test_a_new_checkerboard_starts_as_the_slices_alone() -> None:
+    """Checkerboard networks start at zero corrections: the tables, so the bits, are the slices'."""
+    model, coder = _checkered(perturb=False)
+    from vqzip.training.rd import coder_tensors
+
+    plain = HyperpriorCoder({k: v for k, v in coder_tensors(model).items() if not k.startswith("sp")})
+    y, z = _tokens(model, 2)
+    assert not plain.context.checkerboard and plain.context.slices == 3
+    assert all((a == b).all() for a, b in zip(coder.params(z, y), plain.params(z, y)))
+    assert [b for _, b in coder.encode(y, z)] == pytest.approx([b for _, b in plain.encode(y, z)])
+
+
+def test_integer_checkerboard_follows_the_float_network_and_is_exact_across_threads_and_batches() -> None:
+    model, coder = _checkered()
+    y, z = _tokens(model, 8, seed=1)
+    mean, log_scale = coder.hs(z)
+    with torch.no_grad():
+        fm, fls = model.context(torch.from_numpy(y).float(), *model.h_s(torch.from_numpy(z).float()))
+    parts = [coder.context.spatial(s, *coder.context(s, mean, log_scale, y), y[:, 4 * s: 4 * s + 4]) for s in range(3)]
+    im, ils = np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1)
+    assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
+    script = (
+        "import sys, numpy as np\n"
+        "from vqzip.coding.gaussian import IntegerSliceContext\n"
+        "d = np.load(sys.argv[1]); batch = int(sys.argv[3])\n"
+        "ctx = IntegerSliceContext({k: d[k] for k in d.files if k.startswith(('ctx', 'sp'))})\n"
+        "out = [np.concatenate(ctx.spatial(1, d['mean'][i:i + batch], d['log_scale'][i:i + batch], d['y'][i:i + batch]), 1)\n"
+        "       for i in range(0, len(d['y']), batch)]\n"
+        "np.save(sys.argv[4], np.concatenate(out))\n")
+    from vqzip.training.rd import coder_tensors
+
+    m1, ls1 = coder.context(1, mean, log_scale, y)
+    results = _in_fresh_processes(script, y=y[:, 4:8], mean=m1, log_scale=ls1,
+                                  **{k: v for k, v in coder_tensors(model).items() if k.startswith(("ctx", "sp"))})
+    assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
+    assert (np.concatenate(coder.context.spatial(1, m1, ls1, y[:, 4:8]), 1) == results[0]).all()
+
+
+def test_api_writes_version_5_for_a_checkerboard_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqzip import api, zoo
+    from vqzip.coding import container
+    from vqzip.training.rd import coder_tensors
+
+    model, _ = _checkered()
+    zoo.save_photo_model(tmp_path / "checkered.safetensors", model, coder_tensors(model))
+    (tmp_path / "checkered.json").write_text('{"kind": "hyperprior", "default_quality": 1}')
+    monkeypatch.setenv("VQZIP_MODELS", str(tmp_path))
+    m = zoo.load_model("checkered")
+    assert m.codec.config.checkerboard
+    img = _image(70, 100)
+    data = api.encode_batch(img[None], m, 2)[0].data
+    assert container.parse_header(data)[0].version == container.CHECKERBOARD_VERSION == 5
+    back = np.asarray(api.decompress(data))
+    assert back.shape == (70, 100, 3)
+    assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()

@@ -100,6 +100,24 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     data = api.encode_batch(image[None], sliced, 2)[0].data
     assert api.decode_batch([data], sliced)[0].shape == (32, 32, 3)
 
+    # and with the checkerboard added (lr 0): its networks start at zero, so the same tokens cost the
+    # same bits under the same tables as with the sliced model re-exported as it is (both from its
+    # float16 weights), coded in another order (each slice's anchors first) in a version-5 file
+    for name, extra in (("resliced", []), ("checkered", ["--checkerboard"])):
+        proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
+                      "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "8",
+                      "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", "2", "--context", "4", *extra,
+                      "--lr", "0", "--steps", "1", "--init", "sliced", "--out", str(models / name),
+                      "--run", str(tmp_path / f"run-{name}"), "--no-evaluate", env=env)
+        assert proc.returncode == 0, proc.stderr
+    checkered = zoo.load_model("checkered")
+    assert checkered.prior.context.checkerboard and "checkerboard halves" in checkered.card["summary"]
+    resliced = zoo.load_model("resliced")
+    plain, again = api.encode_batch(image[None], resliced, 2)[0], api.encode_batch(image[None], checkered, 2)[0]
+    assert plain.data[2] == 4 and again.data[2] == 5 and again.ideal_bits == pytest.approx(plain.ideal_bits)
+    assert abs(len(again.data) - len(plain.data)) <= 2
+    assert np.array_equal(api.decode_batch([again.data], checkered)[0], api.decode_batch([plain.data], resliced)[0])
+
     # trained further wider (--channels 12 from 8): the new channels start silent, so before any
     # update (lr 0) the same tokens code to the same payload as the init re-exported at its own width
     # (both from its float16 weights) and decode to the same pixels, within the float networks'
@@ -140,3 +158,20 @@ def test_bad_rd_options_are_one_line(tmp_path: Path, args: list[str], message: s
                   *args, env={**os.environ, "VQZIP_MODELS": str(tmp_path)})
     assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
+
+
+def test_a_compiled_run_checkpoints_the_model_itself_and_trains_as_eager(tmp_path: Path) -> None:
+    """--compile: the checkpoint holds the plain model's weights (an uncompiled run resumes it), and
+    the compiled steps move the weights as eager steps do (same crops; noise and float order differ)."""
+    photos = _photos()
+    cfg = RDConfig(steps=2, codec=SMALL, batch_size=2, crop=32, warmup_steps=1, seed=1)
+    eager = train_rd(photos, cfg, tmp_path / "eager")
+    compiled = train_rd(photos, RDConfig(**{**cfg.__dict__, "compile": True}), tmp_path / "compiled")
+    start = train_rd(photos, RDConfig(**{**cfg.__dict__, "steps": 0}), tmp_path / "start")
+    resumed = train_rd(photos, RDConfig(**{**cfg.__dict__, "steps": 3}), tmp_path / "compiled")  # eager, from step 2
+    def distance(a: torch.nn.Module, b: torch.nn.Module) -> float:  # over all weights (Adam's first steps are
+        # about lr * sign(gradient) each, so single weights with tiny gradients may go either way)
+        return sum(float((v - b.state_dict()[k]).pow(2).sum()) for k, v in a.state_dict().items()) ** 0.5
+
+    assert distance(compiled, eager) < 0.1 * distance(eager, start)
+    assert set(resumed.state_dict()) == set(eager.state_dict())

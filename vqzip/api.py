@@ -177,13 +177,15 @@ PRIORS = ("auto", "context", "static")
 
 def format_version(m: LoadedModel, prior: str = "auto") -> int:
     """The .vqz version to write: 3 for a photo codec (its hyperprior), 4 for one coding its latent in
-    channel-conditional slices; else 2 (context prior) when the model has one and `prior` allows it,
-    else 1 (static tables)."""
+    channel-conditional slices, 5 for one coding each slice in two checkerboard halves; else 2 (context
+    prior) when the model has one and `prior` allows it, else 1 (static tables)."""
     if prior not in PRIORS:
         raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
     if m.is_hyperprior:
         if prior != "auto":
             raise VqzipError(f"model {m.name} codes with its own hyperprior; --prior {prior} is for token models")
+        if m.prior.context.checkerboard:
+            return container.CHECKERBOARD_VERSION
         return container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION
     if prior == "context" and m.context is None:
         raise VqzipError(f"model {m.name} has no context prior (train one with 'vqzip train-prior {m.name}')")

@@ -83,6 +83,7 @@ class PhotoConfig:
     downsamples: int = 4  # stride-2 layers of the analysis (of its 4): 4 for photos, fewer for small images
     slices: int = 1  # latent channels coded in this many groups, each conditioned on the ones before
     context: int = 96  # hidden channels of each slice's context network (slices > 1)
+    checkerboard: bool = False  # each slice's second half (checkerboard) also conditioned on its first
 
     def __post_init__(self) -> None:
         if self.slices < 1 or self.latent % self.slices:
@@ -99,7 +100,10 @@ class PhotoConfig:
         return 4 * self.latent_stride
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.checkerboard:  # as models written before the option have it
+            del d["checkerboard"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PhotoConfig:

@@ -82,36 +82,56 @@ class HyperSynthesis(nn.Module):
 CONTEXT_TOKEN_LIMIT = 4096  # tokens enter a slice's context clamped to +-this (the integer range needs a bound)
 
 
+def anchor_mask(h: int, w: int) -> Tensor:
+    """1 at a checkerboard's anchors ((row + column) even: coded first), 0 at the other half (coded
+    second, its four neighbours known): (1, 1, h, w)."""
+    return ((torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2 == 0).float()[None, None]
+
+
+def _context_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    """3x3, ReLU, 3x3 whose last layer starts at zero: a new context changes nothing until trained."""
+    out = nn.Conv2d(hidden, cout, 3, padding=1)
+    nn.init.zeros_(out.weight)
+    assert out.bias is not None
+    nn.init.zeros_(out.bias)
+    return nn.Sequential(nn.Conv2d(cin, hidden, 3, padding=1), nn.ReLU(), out)
+
+
 class SliceContext(nn.Module):
     """Channel-conditional entropy model (Minnen & Singh 2020): the latent's channels form `slices`
     groups coded one after another; the mean and log2 scale of group s are h_s's plus a correction
     from a small network that sees the tokens of groups 0..s-1 and h_s's own mean and scale of group s.
-    The corrections start at zero (last layers zero), so a hyperprior model gains slices without
-    changing what it codes. Layers are what coding.gaussian.IntegerConvStack evaluates: 3x3, ReLU, 3x3."""
+    With `checkerboard` (He et al. 2021), each group is coded in two halves, anchors then the rest, and
+    a second network corrects the rest's parameters from the group's anchor tokens (their four
+    neighbours). Every correction starts at zero (last layers zero), so a model gains slices or the
+    checkerboard without changing what it codes. Layers are what coding.gaussian.IntegerConvStack
+    evaluates: 3x3, ReLU, 3x3."""
 
-    def __init__(self, latent: int, slices: int, hidden: int) -> None:
+    def __init__(self, latent: int, slices: int, hidden: int, checkerboard: bool = False) -> None:
         super().__init__()
         self.slices, self.width = slices, latent // slices
-        self.nets = nn.ModuleList()
-        for s in range(1, slices):
-            out = nn.Conv2d(hidden, 2 * self.width, 3, padding=1)
-            nn.init.zeros_(out.weight)
-            assert out.bias is not None
-            nn.init.zeros_(out.bias)
-            self.nets.append(nn.Sequential(nn.Conv2d(s * self.width + 2 * self.width, hidden, 3, padding=1), nn.ReLU(), out))
+        self.nets = nn.ModuleList([_context_net((s + 2) * self.width, hidden, 2 * self.width) for s in range(1, slices)])
+        self.spatial = nn.ModuleList([_context_net(3 * self.width, hidden, 2 * self.width)
+                                      for _ in range(slices if checkerboard else 0)])
 
     def forward(self, y_hat: Tensor, mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log2 scale of every latent from h_s's (mean, log_scale) and the tokens y_hat."""
-        if self.slices == 1:
+        if self.slices == 1 and not self.spatial:
             return mean, log_scale
         w = self.width
         tokens = y_hat.clamp(-CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT)
-        means, scales = [mean[:, :w]], [log_scale[:, :w]]
-        for s, net in enumerate(self.nets, start=1):
+        anchors = anchor_mask(*y_hat.shape[2:]).to(tokens) if self.spatial else None
+        means, scales = [], []
+        for s in range(self.slices):
             m, ls = mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w]
-            dm, dls = net(torch.cat([tokens[:, : s * w], m, ls], 1)).chunk(2, 1)
-            means.append(m + dm)
-            scales.append(ls + dls)
+            if s > 0:
+                dm, dls = self.nets[s - 1](torch.cat([tokens[:, : s * w], m, ls], 1)).chunk(2, 1)
+                m, ls = m + dm, ls + dls
+            if anchors is not None:
+                dm, dls = self.spatial[s](torch.cat([tokens[:, s * w: (s + 1) * w] * anchors, m, ls], 1)).chunk(2, 1)
+                m, ls = m + dm * (1 - anchors), ls + dls * (1 - anchors)
+            means.append(m)
+            scales.append(ls)
         return torch.cat(means, 1), torch.cat(scales, 1)
 
 
@@ -207,7 +227,7 @@ class PhotoCodec(nn.Module):
                                  _deconv(n, n, stride=s[1]), GDN(n, True), _deconv(n, 3, stride=s[0]))
         self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.LeakyReLU(), _conv(n, n), nn.LeakyReLU(), _conv(n, nz))
         self.h_s = HyperSynthesis(nz, n, m)
-        self.context = SliceContext(m, config.slices, config.context)
+        self.context = SliceContext(m, config.slices, config.context, config.checkerboard)
         self.z_density = FactorizedDensity(nz)
         # per-quality gains on the latent (log domain), initialised so rates are spread apart
         spread = torch.linspace(-1.5, 1.5, q)[:, None].expand(q, m).clone()

@@ -19,8 +19,9 @@ MAGIC = b"VQ"
 VERSION = 2  # written when the model has a context prior; version 1 otherwise
 HYPERPRIOR_VERSION = 3  # written by the photo codec (codec.hyperprior, coding.gaussian)
 SLICED_VERSION = 4  # written by a photo codec whose latent is coded in channel-conditional slices
-PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION)
-VERSIONS = (1, 2, 3, 4)  # read
+CHECKERBOARD_VERSION = 5  # ... whose slices are also coded in two checkerboard halves, the second after the first
+PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION)
+VERSIONS = (1, 2, 3, 4, 5)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
@@ -40,7 +41,7 @@ class Header:
     height: int
     mode: str  # one of MODES
     quality: int  # 1..64
-    version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior, 4: hyperprior in slices
+    version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior, 4: in slices, 5: and in checkerboards
     has_metadata: bool = False  # a metadata section (ICC profile, EXIF) follows the alpha section
 
     def __post_init__(self) -> None:

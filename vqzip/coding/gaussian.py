@@ -99,11 +99,13 @@ def export_hyper_synthesis(state: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def export_slice_context(state: dict[str, Any]) -> dict[str, np.ndarray]:
     """Integer weights of the slice context networks (codec.hyperprior.SliceContext) from its float
-    state dict (keys 'nets.0.0.weight', ...): 'ctx1.in.*', 'ctx1.out.*', ... for slices 1, 2, ..."""
-    nets = sorted({int(k.split(".")[1]) for k in state if k.startswith("nets.")})
+    state dict (keys 'nets.0.0.weight', ..., 'spatial.0.0.weight', ...): 'ctx1.in.*', 'ctx1.out.*', ...
+    for slices 1, 2, ..., and 'sp0.in.*', 'sp0.out.*', ... for each slice's checkerboard network."""
     out: dict[str, np.ndarray] = {}
-    for i in nets:
-        out.update(export_conv_layers(state, {f"ctx{i + 1}.in": f"nets.{i}.0", f"ctx{i + 1}.out": f"nets.{i}.2"}))
+    for group, name, first in (("nets", "ctx", 1), ("spatial", "sp", 0)):
+        for i in sorted({int(k.split(".")[1]) for k in state if k.startswith(f"{group}.")}):
+            out.update(export_conv_layers(state, {f"{name}{i + first}.in": f"{group}.{i}.0",
+                                                  f"{name}{i + first}.out": f"{group}.{i}.2"}))
     return out
 
 
@@ -185,28 +187,54 @@ class IntegerHyperSynthesis(IntegerConvStack):
         return mean, log_scale
 
 
+def anchors(h: int, w: int) -> np.ndarray:
+    """True at a checkerboard's anchors ((row + column) even), as codec.hyperprior.anchor_mask."""
+    return (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
+
+
 class IntegerSliceContext:
     """codec.hyperprior.SliceContext in exact integer arithmetic: the fixed-point mean and log2 scale
-    of slice s's tokens from h_s's and the integer tokens of slices 0..s-1."""
+    of slice s's tokens from h_s's and the integer tokens of slices 0..s-1; with a checkerboard, those
+    of the slice's non-anchor half corrected from its anchors' tokens (`spatial`)."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         count = len({k.split(".")[0] for k in tensors if k.startswith("ctx")})
         self.nets = [IntegerConvStack(tensors, (f"ctx{s}.in", f"ctx{s}.out")) for s in range(1, count + 1)]
-        self.slices = count + 1
+        spatial = len({k.split(".")[0] for k in tensors if k.startswith("sp")})
+        self.spatial_nets = [IntegerConvStack(tensors, (f"sp{s}.in", f"sp{s}.out")) for s in range(spatial)]
+        self.slices = max(count + 1, spatial)
+        if spatial and spatial != self.slices:
+            raise ValueError("hyperprior tables are malformed: checkerboard networks do not match the slices")
+
+    @property
+    def checkerboard(self) -> bool:
+        return bool(self.spatial_nets)
 
     def width(self, latent: int) -> int:
         return latent // self.slices
 
     def __call__(self, s: int, mean: np.ndarray, log_scale: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, log scale) of slice s (N, width, h, w) from h_s's of all channels and the tokens
-        y (N, >= s * width, h, w) of the slices before."""
+        y (N, >= s * width, h, w) of the slices before (before the checkerboard's correction)."""
         w = self.width(mean.shape[1])
         m, ls = mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w]
         if s == 0:
             return m, ls
-        tokens = np.clip(y[:, : s * w], -CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT).astype(np.float64) * ONE
-        d = self.nets[s - 1].run(np.concatenate([tokens, m.astype(np.float64), ls.astype(np.float64)], 1)).astype(np.int64)
+        d = self._run(self.nets[s - 1], y[:, : s * w], m, ls)
         return m + d[:, :w], ls + d[:, w:]
+
+    def spatial(self, s: int, mean: np.ndarray, log_scale: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slice s's (mean, log scale) from what __call__ gave and the slice's own tokens (N, width, h,
+        w), of which only the anchors are read: the non-anchors' corrected, the anchors' as they were."""
+        keep = anchors(*tokens.shape[2:])
+        d = self._run(self.spatial_nets[s], np.where(keep, tokens, 0), mean, log_scale)
+        w = mean.shape[1]
+        return np.where(keep, mean, mean + d[:, :w]), np.where(keep, log_scale, log_scale + d[:, w:])
+
+    @staticmethod
+    def _run(net: IntegerConvStack, tokens: np.ndarray, m: np.ndarray, ls: np.ndarray) -> np.ndarray:
+        t = np.clip(tokens, -CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT).astype(np.float64) * ONE
+        return net.run(np.concatenate([t, m.astype(np.float64), ls.astype(np.float64)], 1)).astype(np.int64)
 
 
 def table_index(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +258,7 @@ class HyperpriorCoder:
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         self.hs = IntegerHyperSynthesis({k[3:]: v for k, v in tensors.items() if k.startswith("hs.")})
-        self.context = IntegerSliceContext({k: v for k, v in tensors.items() if k.startswith("ctx")})
+        self.context = IntegerSliceContext({k: v for k, v in tensors.items() if k.startswith(("ctx", "sp"))})
         self.z_freq = np.asarray(tensors["z_tables"], dtype=np.int64)
         flat, offsets = np.asarray(tensors["y_tables"], dtype=np.int64), np.asarray(tensors["y_offsets"], dtype=np.int64)
         if len(offsets) != SCALES * MEAN_STEPS + 1 or offsets[-1] != len(flat) or (flat <= 0).any() or (self.z_freq <= 0).any():
@@ -280,10 +308,24 @@ class HyperpriorCoder:
 
     def params(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)
-        and y tokens (N, M, h, w): what the decoder derives slice by slice, all at once."""
+        and y tokens (N, M, h, w): what the decoder derives slice by slice (half by half), all at once."""
         mean, log_scale = self.hs(z)
-        parts = [self.context(s, mean, log_scale, y) for s in range(self.context.slices)]
+        width = self.context.width(mean.shape[1])
+        parts = []
+        for s in range(self.context.slices):
+            m, ls = self.context(s, mean, log_scale, y)
+            if self.context.checkerboard:
+                m, ls = self.context.spatial(s, m, ls, y[:, s * width: (s + 1) * width])
+            parts.append((m, ls))
         return table_index(np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1))
+
+    def _groups(self, width: int, h: int, w: int) -> list[np.ndarray]:
+        """Positions (in one slice's flat (channel, row, column) order) of the groups coded one after
+        another within a slice: the whole slice, or its checkerboard anchors and then the rest."""
+        if not self.context.checkerboard:
+            return [np.arange(width * h * w)]
+        keep = np.broadcast_to(anchors(h, w), (width, h, w)).ravel()
+        return [np.flatnonzero(keep), np.flatnonzero(~keep)]
 
     def _segments(self, t: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """The coding order of one image's y tokens, by table index `t` (stable: raster order within a
@@ -309,7 +351,8 @@ class HyperpriorCoder:
         |y| < TOKEN_LIMIT -> (payload, ideal bits) per image.
 
         Order: z channel by channel, then slice by slice (the whole latent where the model has one
-        slice) y's tokens by table index and that slice's escapes. A run of tokens whose tables have
+        slice; with a checkerboard, a slice's anchors and then its other half) y's tokens by table
+        index and their escapes. A run of tokens whose tables have
         one length goes to the coder in one call with a table row per token, which codes exactly what
         one call per table does (the same models, in the same order), with far fewer calls for a
         small image."""
@@ -323,7 +366,9 @@ class HyperpriorCoder:
         clipped = np.clip(s, -half, half) + half
         bits = (self._z_cost[np.arange(c)[:, None], z_sym].sum((1, 2))
                 + self._y_cost[self._y_offsets[t] + clipped].sum(1))
-        block = s.shape[1] // self.context.slices
+        width = y.shape[1] // self.context.slices
+        block = width * y.shape[2] * y.shape[3]
+        groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *y.shape[2:])]
         out = []
         for i in range(n):
             enc = TokenEncoder()
@@ -333,8 +378,7 @@ class HyperpriorCoder:
                 for ch in range(c):
                     enc.encode_with(z_sym[i, ch], self._model("z", ch))
             escape_bits = 0.0
-            for a0 in range(0, s.shape[1], block):
-                part = slice(a0, a0 + block)
+            for part in groups:
                 escape_bits += self._encode_slice(enc, s[i, part], t[i, part], clipped[i, part], half[i, part])
             out.append((enc.finish(), float(bits[i]) + escape_bits))
         return out
@@ -385,11 +429,20 @@ class HyperpriorCoder:
             decoders.append(d)
         mean, log_scale = self.hs(z)
         y = np.empty((len(payloads), latent, h, w), np.int64)
-        width = self.context.width(latent)
+        n, width = len(payloads), self.context.width(latent)
         for sl in range(self.context.slices):  # a slice's tables need the tokens of the slices before
-            table, base = table_index(*self.context(sl, mean, log_scale, y))
-            for i, d in enumerate(decoders):
-                y[i, sl * width: (sl + 1) * width] = self._decode_slice(d, table[i].ravel()).reshape(width, h, w) + base[i]
+            part = slice(sl * width, (sl + 1) * width)
+            m, ls = self.context(sl, mean, log_scale, y)
+            flat = np.zeros((n, width * h * w), np.int64)
+            for g, positions in enumerate(self._groups(width, h, w)):
+                if g:  # the checkerboard's second half: its tables need the anchors' tokens
+                    y[:, part] = flat.reshape(n, width, h, w)
+                    m, ls = self.context.spatial(sl, m, ls, y[:, part])
+                table, base = table_index(m, ls)
+                table, base = table.reshape(n, -1)[:, positions], base.reshape(n, -1)[:, positions]
+                for i, d in enumerate(decoders):
+                    flat[i, positions] = self._decode_slice(d, table[i]) + base[i]
+            y[:, part] = flat.reshape(n, width, h, w)
         if np.abs(y).max(initial=0) >= TOKEN_LIMIT:
             raise FormatError("payload decodes to a token outside the model's range")
         return y, z
