@@ -5,7 +5,9 @@
 When the top RVQ levels add little PSNR, this tells why: if the unquantized autoencoder is barely
 better than the top quality, the ceiling is the encoder/decoder (more training or width), not the
 codebooks. PSNR per image on RGB uint8 (as `vqzip bench`), mean over the images; images are cropped
-to a multiple of the model's stride (Kodak needs no crop). Writes benchmarks/results/<data>-<model>-
+to a multiple of the model's stride (Kodak needs no crop). For a photo codec (rate-distortion, gain
+vectors per quality) each quality has its own ceiling: the synthesis of the gained latent unrounded,
+beside the same latent rounded (the tokens as coded; float networks). Writes benchmarks/results/<data>-<model>-
 autoencoder_ceiling.json unless --out says otherwise.
 """
 from __future__ import annotations
@@ -23,6 +25,17 @@ from vqzip.codec.model import to_uint8, to_unit
 from vqzip.zoo import load_model
 
 
+def photo_outputs(codec: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per quality of a photo codec: its synthesis of the gained latent as it is and rounded."""
+    out = {}
+    for q in range(codec.qualities):
+        qq = torch.tensor([q])
+        y = codec.analysis(x, qq)
+        out[f"quality {q + 1} unquantized"] = codec.synthesis(y, qq)
+        out[f"quality {q + 1}"] = codec.synthesis(y.round(), qq)
+    return out
+
+
 def ceiling(model_name: str, folder: Path) -> dict:
     model = load_model(model_name)
     codec, stride = model.codec, model.codec.stride
@@ -35,8 +48,8 @@ def ceiling(model_name: str, folder: Path) -> dict:
         rgb = np.array(rgb[: rgb.shape[0] // stride * stride, : rgb.shape[1] // stride * stride])
         x = to_unit(torch.from_numpy(rgb)[None])
         with torch.no_grad():
-            outputs = {"unquantized": codec.decoder(codec.encoder(x))}
-            for q in range(1, codec.qualities + 1):
+            outputs = photo_outputs(codec, x) if model.is_hyperprior else {"unquantized": codec.decoder(codec.encoder(x))}
+            for q in range(1, codec.qualities + 1) if not model.is_hyperprior else []:
                 outputs[f"quality {q}"] = codec.decode_tokens(codec.encode_tokens(x, q))
         for key, y in outputs.items():
             rows.setdefault(key, []).append(float(psnr(rgb, to_uint8(y)[0].numpy())))
