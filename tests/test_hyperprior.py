@@ -547,3 +547,38 @@ def test_api_writes_version_5_for_a_checkerboard_model(tmp_path: Path, monkeypat
     back = np.asarray(api.decompress(data))
     assert back.shape == (70, 100, 3)
     assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
+
+
+def test_residual_blocks_start_as_the_identity_and_export_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--residual adds blocks whose last convolution is zero: a model given them computes what it did
+    (so --init can deepen a trained model), they train (the zero layer has gradients), and a model with
+    them exports its graphs and codes through the API."""
+    from vqzip import api, zoo
+    from vqzip.training.rd import coder_tensors
+
+    torch.manual_seed(0)
+    plain = PhotoCodec(TINY).eval()
+    deep = PhotoCodec(PhotoConfig(**{**TINY.to_dict(), "residual": 2})).eval()
+    assert len(deep.g_a_blocks) == len(deep.g_s_blocks) == 2 and "residual" not in TINY.to_dict()
+    deep.load_state_dict({**deep.state_dict(), **plain.state_dict()})
+    x, q = torch.rand(2, 3, 64, 64) - 0.5, torch.tensor([0, 1])
+    with torch.no_grad():
+        y = plain.analysis(x, q)
+        assert torch.equal(deep.analysis(x, q), y) and torch.equal(deep.synthesis(y.round(), q), plain.synthesis(y.round(), q))
+    deep.train()
+    out = deep(x, q)
+    (out["y_bits"].sum() + out["x_hat"].square().sum()).backward()
+    assert deep.g_s_blocks["1"][0].conv2.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # trained a little: the blocks now change the transforms
+        for block in [*deep.g_a_blocks.values(), *deep.g_s_blocks.values()]:
+            block[0].conv2.weight.normal_(0, 0.02)
+    deep.eval()
+    zoo.save_photo_model(tmp_path / "deep.safetensors", deep, coder_tensors(deep))
+    (tmp_path / "deep.json").write_text('{"kind": "hyperprior", "default_quality": 1}')
+    monkeypatch.setenv("VQZIP_MODELS", str(tmp_path))
+    m = zoo.load_model("deep")
+    assert m.codec.config.residual == 2
+    img = _image(70, 100)
+    data = api.encode_batch(img[None], m, 2)[0].data
+    assert np.asarray(api.decompress(data)).shape == (70, 100, 3)
+    assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()

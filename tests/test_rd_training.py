@@ -103,7 +103,7 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     # and with the checkerboard added (lr 0): its networks start at zero, so the same tokens cost the
     # same bits under the same tables as with the sliced model re-exported as it is (both from its
     # float16 weights), coded in another order (each slice's anchors first) in a version-5 file
-    for name, extra in (("resliced", []), ("checkered", ["--checkerboard"])):
+    for name, extra in (("resliced", []), ("checkered", ["--checkerboard"]), ("deeper", ["--residual", "1"])):
         proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
                       "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "8",
                       "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", "2", "--context", "4", *extra,
@@ -117,6 +117,13 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     assert plain.data[2] == 4 and again.data[2] == 5 and again.ideal_bits == pytest.approx(plain.ideal_bits)
     assert abs(len(again.data) - len(plain.data)) <= 2
     assert np.array_equal(api.decode_batch([again.data], checkered)[0], api.decode_batch([plain.data], resliced)[0])
+    # and deeper (--residual 1, lr 0): the new blocks start as the identity, so the same file, byte for
+    # byte but the model id and checksum, and the same pixels
+    deeper = zoo.load_model("deeper")
+    assert deeper.codec.config.residual == 1
+    deep = api.encode_batch(image[None], deeper, 2)[0].data
+    assert deep[5:-4] == plain.data[5:-4]
+    assert np.array_equal(api.decode_batch([deep], deeper)[0], api.decode_batch([plain.data], resliced)[0])
 
     # trained further wider (--channels 12 from 8): the new channels start silent, so before any
     # update (lr 0) the same tokens code to the same payload as the init re-exported at its own width

@@ -91,6 +91,9 @@ def train(
     checkerboard: Annotated[bool, typer.Option("--checkerboard", help="hyperprior: code each slice in two "
                                                "checkerboard halves, the second's tables also from the first's "
                                                "tokens (format version 5).")] = False,
+    residual: Annotated[int, typer.Option("--residual", min=0, help="hyperprior: residual blocks after each "
+                                          "of the transforms' two middle layers (deeper transforms; new "
+                                          "ones start as the identity).")] = 0,
     compile_steps: Annotated[bool, typer.Option("--compile", help="hyperprior: compile the training pass "
                                                 "(torch.compile; needs a C++ compiler): about 15 % faster steps "
                                                 "after a minute or two of compiling.")] = False,
@@ -103,7 +106,8 @@ def train(
     _need_torch("vqzip train")
     if arch == "hyperprior":
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
-                          _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context, checkerboard), thumbnails,
+                          _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context, checkerboard,
+                                        residual), thumbnails,
                           crops, data, compile_steps)
         return
     if arch != "tokens":
@@ -175,7 +179,7 @@ def _rd_default(name: str, value: float) -> float:
 
 
 def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | None, lambdas: str | None,
-                  slices: int = 1, context: int = 96, checkerboard: bool = False) -> Any:
+                  slices: int = 1, context: int = 96, checkerboard: bool = False, residual: int = 0) -> Any:
     """The PhotoConfig of `vqzip train --arch hyperprior`'s options; token-codec defaults become its own."""
     from ..codec.config import LAMBDAS, PhotoConfig
 
@@ -192,7 +196,8 @@ def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | Non
         fail(f"--downsamples {ds}: the photo codec has 1 to 4", 2)
     try:
         return PhotoConfig(channels=int(_rd_default("channels", channels)), latent=latent, hyper=hyper, lambdas=lams,
-                           downsamples=ds, slices=slices, context=context, checkerboard=checkerboard)
+                           downsamples=ds, slices=slices, context=context, checkerboard=checkerboard,
+                           residual=residual)
     except ValueError as exc:
         fail(one_line(exc), 2)
 
@@ -303,7 +308,7 @@ def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:
     """The float weights of a photo model to start from: the same configuration, except that the
     lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas),
     so may the slices and the checkerboard (a new context starts at zero corrections: the init's own
-    coding), and
+    coding), --residual may add blocks (new ones start as the identity), and
     --channels may be wider (the new channels start silent, codec.hyperprior.widened_state)."""
     from dataclasses import replace
 
@@ -315,8 +320,10 @@ def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:
     m = load_model(init)
     if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas, slices=config.slices,
                                       context=config.context, channels=config.channels,
-                                      checkerboard=config.checkerboard) != config:
+                                      checkerboard=config.checkerboard, residual=config.residual) != config:
         raise VqzipError(f"--init {init}: not a photo codec of this configuration")
+    if config.residual < m.codec.config.residual:
+        raise VqzipError(f"--init {init}: --residual {config.residual} is fewer than its {m.codec.config.residual}")
     if config.channels < m.codec.config.channels:
         raise VqzipError(f"--init {init}: --channels {config.channels} is narrower than its {m.codec.config.channels}")
     same_context = (m.codec.config.slices, m.codec.config.context) == (config.slices, config.context)

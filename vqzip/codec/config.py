@@ -84,10 +84,13 @@ class PhotoConfig:
     slices: int = 1  # latent channels coded in this many groups, each conditioned on the ones before
     context: int = 96  # hidden channels of each slice's context network (slices > 1)
     checkerboard: bool = False  # each slice's second half (checkerboard) also conditioned on its first
+    residual: int = 0  # residual blocks after each of the transforms' two middle layers (deeper transforms)
 
     def __post_init__(self) -> None:
         if self.slices < 1 or self.latent % self.slices:
             raise ValueError(f"--slices {self.slices}: must divide the {self.latent} latent channels")
+        if self.residual < 0:
+            raise ValueError(f"--residual {self.residual}: must be 0 or more")
 
     @property
     def latent_stride(self) -> int:
@@ -101,8 +104,9 @@ class PhotoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if not self.checkerboard:  # as models written before the option have it
-            del d["checkerboard"]
+        for key in ("checkerboard", "residual"):  # as models written before these options have it
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod

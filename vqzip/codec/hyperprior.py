@@ -63,6 +63,32 @@ class Upsample(nn.Module):
         return F.pixel_shuffle(self.conv(x), 2)
 
 
+class ResidualBlock(nn.Module):
+    """x + 3x3(LeakyReLU(3x3(x))), the second convolution zero at first: a block added to a trained
+    transform changes nothing until trained, and makes it deeper (the residual blocks of Cheng et
+    al. 2020, added as Net2DeeperNet adds layers)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        assert self.conv2.bias is not None
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x)))
+
+
+def _through(layers: nn.Sequential, blocks: nn.ModuleDict, x: Tensor) -> Tensor:
+    """`layers` in order, each followed by the residual blocks `blocks` holds under its index."""
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        if str(i) in blocks:
+            x = blocks[str(i)](x)
+    return x
+
+
 class HyperSynthesis(nn.Module):
     """z_hat -> (mean, log2 scale) of every latent, 4x finer. Layers are exactly what
     coding.gaussian.IntegerHyperSynthesis evaluates with integers: Upsample, ReLU, Upsample, ReLU, 3x3."""
@@ -225,6 +251,12 @@ class PhotoCodec(nn.Module):
                                  _conv(n, n, stride=s[2]), GDN(n), _conv(n, m, stride=s[3]))
         self.g_s = nn.Sequential(_deconv(m, n, stride=s[3]), GDN(n, True), _deconv(n, n, stride=s[2]), GDN(n, True),
                                  _deconv(n, n, stride=s[1]), GDN(n, True), _deconv(n, 3, stride=s[0]))
+        # --residual: blocks after the analysis' 2nd and 3rd GDN and the synthesis' 1st and 2nd inverse
+        # GDN (the middle resolutions, where they cost least per channel)
+        self.g_a_blocks = nn.ModuleDict({str(i): nn.Sequential(*(ResidualBlock(n) for _ in range(config.residual)))
+                                         for i in (3, 5) if config.residual})
+        self.g_s_blocks = nn.ModuleDict({str(i): nn.Sequential(*(ResidualBlock(n) for _ in range(config.residual)))
+                                         for i in (1, 3) if config.residual})
         self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.LeakyReLU(), _conv(n, n), nn.LeakyReLU(), _conv(n, nz))
         self.h_s = HyperSynthesis(nz, n, m)
         self.context = SliceContext(m, config.slices, config.context, config.checkerboard)
@@ -248,10 +280,10 @@ class PhotoCodec(nn.Module):
 
     def analysis(self, x: Tensor, q: Tensor) -> Tensor:
         """x in [-0.5, 0.5] (B, 3, H, W), H and W multiples of the latent stride -> gained latent y_g."""
-        return self.g_a(x) * self.log_gain[q].exp()[:, :, None, None]
+        return _through(self.g_a, self.g_a_blocks, x) * self.log_gain[q].exp()[:, :, None, None]
 
     def synthesis(self, y_hat: Tensor, q: Tensor) -> Tensor:
-        return self.g_s(y_hat * self.log_inv_gain[q].exp()[:, :, None, None])
+        return _through(self.g_s, self.g_s_blocks, y_hat * self.log_inv_gain[q].exp()[:, :, None, None])
 
     def entropy_params(self, z_hat: Tensor, y_hat: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and scale of every token's Gaussian: h_s of the side tokens, corrected slice by slice
