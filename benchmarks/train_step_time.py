@@ -1,7 +1,7 @@
 """Seconds per training step of the photo codec in float32 and in bfloat16 autocast, on this CPU
 
     python benchmarks/train_step_time.py [--batch 8 --crop 256 --downsamples 4 --channels 96 --latent 160]
-        [--layout channels_last|nchw]
+        [--slices 1 --context 96 --checkerboard --residual 0] [--layout channels_last|nchw]
 
 Why: bfloat16 halves a step where the CPU has it (AVX512-BF16 / AMX) and is emulated, many times
 slower, where it has not (AVX2); training uses it only where hyperprior.native_bf16() says it is
@@ -22,7 +22,9 @@ from vqzip.codec.config import PhotoConfig
 def step_times(precision: str, args: argparse.Namespace, steps: int) -> list[float]:
     hp.native_bf16 = (lambda: True) if precision == "bfloat16" else (lambda: False)  # what forward() asks
     torch.manual_seed(0)
-    model = hp.PhotoCodec(PhotoConfig(channels=args.channels, latent=args.latent, downsamples=args.downsamples))
+    model = hp.PhotoCodec(PhotoConfig(channels=args.channels, latent=args.latent, downsamples=args.downsamples,
+                                      slices=args.slices, context=args.context, checkerboard=args.checkerboard,
+                                      residual=args.residual))
     opt = torch.optim.Adam(model.parameters(), 1e-4)
     x = torch.rand(args.batch, 3, args.crop, args.crop) - 0.5
     if args.layout == "channels_last":  # what training's crops are (training.rd.crops_for_step)
@@ -47,6 +49,10 @@ def main() -> None:
     ap.add_argument("--downsamples", type=int, default=4)
     ap.add_argument("--channels", type=int, default=96)
     ap.add_argument("--latent", type=int, default=160)
+    ap.add_argument("--slices", type=int, default=1)
+    ap.add_argument("--context", type=int, default=96)
+    ap.add_argument("--checkerboard", action="store_true")
+    ap.add_argument("--residual", type=int, default=0, help="residual blocks per place (codec.hyperprior.ResidualBlock)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--layout", choices=["channels_last", "nchw"], default="channels_last",
