@@ -1,6 +1,7 @@
 """How close each quality comes to the model's own autoencoder (no quantization at all).
 
     python benchmarks/autoencoder_ceiling.py photo-rvq ../shared/data/kodak
+    python benchmarks/autoencoder_ceiling.py small-hp cifar10 [--limit 1000]   # the first test images
 
 When the top RVQ levels add little PSNR, this tells why: if the unquantized autoencoder is barely
 better than the top quality, the ceiling is the encoder/decoder (more training or width), not the
@@ -36,15 +37,24 @@ def photo_outputs(codec: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Te
     return out
 
 
-def ceiling(model_name: str, folder: Path) -> dict:
+def images(source: str, limit: int) -> list[np.ndarray]:
+    """RGB uint8 arrays: the first `limit` CIFAR-10 test images for 'cifar10', else a folder's images."""
+    if source == "cifar10":
+        from vqzip.training.data import load_cifar10
+
+        return list(load_cifar10("test", None)[0][:limit])
+    files = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    return [np.asarray(Image.open(p).convert("RGB")) for p in files]
+
+
+def ceiling(model_name: str, source: str, limit: int) -> dict:
     model = load_model(model_name)
     codec, stride = model.codec, model.codec.stride
     rows: dict[str, list[float]] = {}
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
-    if not files:
-        raise SystemExit(f"no images in {folder}")
-    for path in files:
-        rgb = np.asarray(Image.open(path).convert("RGB"))
+    pictures = images(source, limit)
+    if not pictures:
+        raise SystemExit(f"no images in {source}")
+    for rgb in pictures:
         rgb = np.array(rgb[: rgb.shape[0] // stride * stride, : rgb.shape[1] // stride * stride])
         x = to_unit(torch.from_numpy(rgb)[None])
         with torch.no_grad():
@@ -53,20 +63,21 @@ def ceiling(model_name: str, folder: Path) -> dict:
                 outputs[f"quality {q}"] = codec.decode_tokens(codec.encode_tokens(x, q))
         for key, y in outputs.items():
             rows.setdefault(key, []).append(float(psnr(rgb, to_uint8(y)[0].numpy())))
-    return {"model": model.name, "model_id": f"{model.model_id:04x}", "images": str(folder), "n_images": len(files),
+    return {"model": model.name, "model_id": f"{model.model_id:04x}", "images": source, "n_images": len(pictures),
             "psnr_db": {key: round(float(np.mean(v)), 3) for key, v in rows.items()}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("images", type=Path, help="folder of test images")
+    ap.add_argument("images", help="folder of test images, or cifar10 (the first --limit test images)")
+    ap.add_argument("--limit", type=int, default=1000)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = ceiling(args.model, args.images)
-    out = args.out or Path(__file__).parent / "results" / f"{args.images.name}-{result['model']}-autoencoder_ceiling.json"
+    result = ceiling(args.model, args.images, args.limit)
+    out = args.out or Path(__file__).parent / "results" / f"{Path(args.images).name}-{result['model']}-autoencoder_ceiling.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     for key, value in result["psnr_db"].items():
         print(f"{key:>12}: {value:.2f} dB")
