@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, small-hp
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, small-hp
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -93,6 +93,16 @@ photo-cc128() {  # photo-cc widened from 96 to 128 channels (the new ones start 
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${wide[@]}" --steps "${STEPS:-6000}" --lr 3e-5 --test "$DATA/kodak"
 }
 
+photo-cb128() {  # photo-cc128 with a checkerboard context (its networks start at zero), trained on: to step
+  # 3,046 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
+  [ -f "$OUT/photo-cc128.safetensors" ] || photo-cc128
+  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-cb128"
+  cb=(--arch hyperprior --out "$OUT/photo-cb128" --init "$OUT/photo-cc128" --channels 128 --slices 5 --context 128
+      --checkerboard --seed 6 --compile --run "$run" --lambdas 0.0008,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18)
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps 3046 --lr 1e-4 --no-evaluate
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps "${STEPS:-6000}" --lr 3e-5 --test "$DATA/kodak"
+}
+
 small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails of the training photos (in training)
   $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --data "$DATA" --arch hyperprior --downsamples 3 \
     --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64 --channels 64 --latent 128 --hyper 64 \
@@ -101,6 +111,6 @@ small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails
 }
 
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|small-hp) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|small-hp}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|small-hp) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|small-hp}" >&2; exit 2 ;;
 esac

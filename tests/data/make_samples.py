@@ -9,7 +9,8 @@ their model by id, so such a file must still find it. `--metadata` writes sample
 32x32 sample with an ICC profile and EXIF (the metadata section, flagged by the version byte's high bit).
 `--photo-hp` writes sample-v3.vqz, a 128x128 crop coded by the photo codec photo-hp (format version 3),
 with its image and side tokens; `--photo-cc` sample-v4.vqz, the same crop coded by photo-cc (version 4:
-the hyperprior in channel-conditional slices).
+the hyperprior in channel-conditional slices); `--photo-cb` sample-v5.vqz, by photo-cb128 (version 5:
+the slices in checkerboard halves).
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def main() -> None:
         return photo_sample("photo-hp-v1", 4, 3)
     if sys.argv[1:] == ["--photo-cc"]:
         return photo_sample("photo-cc", 5, 4)
+    if sys.argv[1:] == ["--photo-cb"]:
+        return photo_sample("photo-cb128", 5, 5)
     if sys.argv[1:] == ["--photo-v1"]:
         return photo_v1_sample()
     if sys.argv[1:] == ["--metadata"]:
