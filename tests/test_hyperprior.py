@@ -411,6 +411,23 @@ def _sliced(perturb: bool = True, config: PhotoConfig = SLICED) -> tuple[PhotoCo
     return model, HyperpriorCoder(coder_tensors(model))
 
 
+def _integer_context_in_fresh_processes(model: PhotoCodec, method: str, s: int, **arrays: np.ndarray) -> list[np.ndarray]:
+    """`method` ("__call__": slice context, "spatial": checkerboard) of slice `s` of the model's
+    IntegerSliceContext on arrays y, mean and log_scale, computed by _in_fresh_processes."""
+    from vqzip.training.rd import coder_tensors
+
+    script = (
+        "import sys, numpy as np\n"
+        "from vqzip.coding.gaussian import IntegerSliceContext\n"
+        "d = np.load(sys.argv[1]); batch = int(sys.argv[3])\n"
+        "ctx = IntegerSliceContext({k: d[k] for k in d.files if k.startswith(('ctx', 'sp'))})\n"
+        f"out = [np.concatenate(getattr(ctx, {method!r})({s}, d['mean'][i:i + batch], d['log_scale'][i:i + batch],\n"
+        "                                               d['y'][i:i + batch]), 1) for i in range(0, len(d['y']), batch)]\n"
+        "np.save(sys.argv[4], np.concatenate(out))\n")
+    layers = {k: v for k, v in coder_tensors(model).items() if k.startswith(("ctx", "sp"))}
+    return _in_fresh_processes(script, **arrays, **layers)
+
+
 def test_sliced_tokens_round_trip_with_escapes() -> None:
     model, coder = _sliced()
     assert coder.context.slices == 3
@@ -444,18 +461,7 @@ def test_integer_slice_context_follows_the_float_network_and_is_exact_across_thr
     im = np.concatenate([coder.context(s, mean, log_scale, y)[0] for s in range(3)], 1)
     ils = np.concatenate([coder.context(s, mean, log_scale, y)[1] for s in range(3)], 1)
     assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
-    script = (
-        "import sys, numpy as np\n"
-        "from vqzip.coding.gaussian import IntegerSliceContext\n"
-        "d = np.load(sys.argv[1]); batch = int(sys.argv[3])\n"
-        "ctx = IntegerSliceContext({k: d[k] for k in d.files if k.startswith('ctx')})\n"
-        "out = [np.concatenate(ctx(2, d['mean'][i:i + batch], d['log_scale'][i:i + batch], d['y'][i:i + batch]), 1)\n"
-        "       for i in range(0, len(d['y']), batch)]\n"
-        "np.save(sys.argv[4], np.concatenate(out))\n")
-    from vqzip.training.rd import coder_tensors
-
-    results = _in_fresh_processes(script, y=y, mean=mean, log_scale=log_scale,
-                                  **{k: v for k, v in coder_tensors(model).items() if k.startswith("ctx")})
+    results = _integer_context_in_fresh_processes(model, "__call__", 2, y=y, mean=mean, log_scale=log_scale)
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     assert (np.concatenate(coder.context(2, mean, log_scale, y), 1) == results[0]).all()
 
@@ -513,19 +519,8 @@ def test_integer_checkerboard_follows_the_float_network_and_is_exact_across_thre
     parts = [coder.context.spatial(s, *coder.context(s, mean, log_scale, y), y[:, 4 * s: 4 * s + 4]) for s in range(3)]
     im, ils = np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1)
     assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
-    script = (
-        "import sys, numpy as np\n"
-        "from vqzip.coding.gaussian import IntegerSliceContext\n"
-        "d = np.load(sys.argv[1]); batch = int(sys.argv[3])\n"
-        "ctx = IntegerSliceContext({k: d[k] for k in d.files if k.startswith(('ctx', 'sp'))})\n"
-        "out = [np.concatenate(ctx.spatial(1, d['mean'][i:i + batch], d['log_scale'][i:i + batch], d['y'][i:i + batch]), 1)\n"
-        "       for i in range(0, len(d['y']), batch)]\n"
-        "np.save(sys.argv[4], np.concatenate(out))\n")
-    from vqzip.training.rd import coder_tensors
-
     m1, ls1 = coder.context(1, mean, log_scale, y)
-    results = _in_fresh_processes(script, y=y[:, 4:8], mean=m1, log_scale=ls1,
-                                  **{k: v for k, v in coder_tensors(model).items() if k.startswith(("ctx", "sp"))})
+    results = _integer_context_in_fresh_processes(model, "spatial", 1, y=y[:, 4:8], mean=m1, log_scale=ls1)
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     assert (np.concatenate(coder.context.spatial(1, m1, ls1, y[:, 4:8]), 1) == results[0]).all()
 
@@ -582,3 +577,34 @@ def test_residual_blocks_start_as_the_identity_and_export_and_code(tmp_path: Pat
     data = api.encode_batch(img[None], m, 2)[0].data
     assert np.asarray(api.decompress(data)).shape == (70, 100, 3)
     assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
+
+
+def test_weight_shift_is_exact_at_powers_of_two() -> None:
+    """The shift of a derived integer layer: the largest s with peak * 2^s <= WEIGHT_LIMIT, also where
+    the peak sits on or one ulp beside a power of two (where a log2 may round either way)."""
+    for peak in (1.0, 0.5, 4096.0, 3.0, 0.013, 1e-12, float(np.nextafter(1.0, 2.0)), float(np.nextafter(1.0, 0.0))):
+        s = gaussian.weight_shift(peak)
+        assert np.ldexp(peak, s) <= gaussian.WEIGHT_LIMIT < np.ldexp(peak, s + 1)
+    assert gaussian.weight_shift(1.0) == 12 and gaussian.weight_shift(float(np.nextafter(1.0, 2.0))) == 11
+
+
+def test_a_saved_photo_model_derives_its_integer_layers_from_its_float16_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model file holds h_s and the context networks once, as float16 weights: it stores only the
+    Gaussian and z tables of the coder, and loading derives the integer layers from those weights,
+    the very ones the coder would get from the torch codec loaded from the same file."""
+    from safetensors import safe_open
+
+    from vqzip.training.rd import coder_tensors
+
+    model, _ = _checkered()
+    zoo.save_photo_model(tmp_path / "checkered.safetensors", model, coder_tensors(model))
+    with safe_open(str(tmp_path / "checkered.safetensors"), "np") as f:
+        stored = {k[len(zoo.PHOTO_CODER_PREFIX):]: f.get_tensor(k) for k in f.keys() if k.startswith(zoo.PHOTO_CODER_PREFIX)}
+    assert set(stored) == set(gaussian.STORED_TABLES)
+    monkeypatch.setenv("VQZIP_MODELS", str(tmp_path))
+    m = zoo.load_model("checkered")
+    expected = HyperpriorCoder({**coder_tensors(m.codec), **stored})  # the z tables are stored, not re-derived
+    y, z = _tokens(m.codec, 4, seed=2)
+    assert all((a == b).all() for a, b in zip(m.prior.params(z, y), expected.params(z, y)))
+    assert [p for p, _ in m.prior.encode(y, z)] == [p for p, _ in expected.encode(y, z)]

@@ -218,6 +218,11 @@ def _load(path: Path) -> LoadedModel:
             config = config_from_dict(json.loads(meta["config"]))
             prefix = PHOTO_CODER_PREFIX if isinstance(config, PhotoConfig) else PREFIX
             tables = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            if isinstance(config, PhotoConfig) and PHOTO_CODER_PREFIX + "hs.out.weight" not in tables:
+                from .coding.gaussian import derived_layers
+
+                weights = {k: f.get_tensor(k) for k in f.keys() if k.startswith(("h_s.", "context."))}
+                tables.update({PHOTO_CODER_PREFIX + k: v for k, v in derived_layers(weights).items()})
         config.qualities  # noqa: B018  (an unknown quantizer fails here, as unreadable)
     except Exception as exc:
         raise ModelNotFound(f"{path} is not a readable vqzip model ({exc})") from None
@@ -239,12 +244,16 @@ def _load(path: Path) -> LoadedModel:
 
 def save_photo_model(path: Path, codec: Any, coder_tensors: dict[str, Any]) -> Path:
     """Write a photo codec's weights (float16: half the size, and the decoder is float anyway) and its
-    coder's integer tables, with its config, to `path` atomically; returns the path."""
+    coder's stored tables (coding.gaussian.STORED_TABLES of `coder_tensors`), with its config, to
+    `path` atomically; returns the path. The coder's integer networks are derived from the float16
+    weights at load (coding.gaussian.derived_layers), not stored."""
     import numpy as np
     import torch
 
+    from .coding.gaussian import STORED_TABLES
+
     tensors = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in codec.state_dict().items()}
-    tensors.update({PHOTO_CODER_PREFIX + k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in coder_tensors.items()})
+    tensors.update({PHOTO_CODER_PREFIX + k: torch.from_numpy(np.ascontiguousarray(coder_tensors[k])) for k in STORED_TABLES})
     return export_onnx(_write_weights(path, tensors, codec.config.to_dict()), codec)
 
 

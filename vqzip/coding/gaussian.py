@@ -41,6 +41,7 @@ ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on larg
 CHUNK_FLOATS = 1 << 23  # and at most this many im2col entries per product (64 MB), for wide inputs
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 LAYERS = ("up1", "up2", "out")
+STORED_TABLES = ("z_tables", "y_tables", "y_offsets")  # what a model file must hold of the coder
 CONTEXT_TOKEN_LIMIT = 4096  # as codec.hyperprior's: tokens enter a slice's context clamped to +-this
 
 
@@ -77,6 +78,18 @@ def gaussian_tables() -> list[np.ndarray]:
     return out
 
 
+def weight_shift(peak: float) -> int:
+    """The largest s with peak * 2^s <= WEIGHT_LIMIT, found exactly (ldexp scales by powers of two
+    without rounding): a decoder that derives its integer layers from the stored float weights must
+    find the same shift on every machine, which a libm's log2 near a power of two would not promise."""
+    s = WEIGHT_LIMIT.bit_length() - 1 - math.frexp(peak)[1]  # within one of the answer
+    while math.ldexp(peak, s + 1) <= WEIGHT_LIMIT:
+        s += 1
+    while math.ldexp(peak, s) > WEIGHT_LIMIT:
+        s -= 1
+    return s
+
+
 def export_conv_layers(state: dict[str, Any], layers: dict[str, str]) -> dict[str, np.ndarray]:
     """Integer weights of 3x3 convolutions from a float state dict: for each `name: prefix` of
     `layers`, a weight matrix (out, in * 9), a bias, and the power-of-two shift that returns to 8
@@ -85,7 +98,7 @@ def export_conv_layers(state: dict[str, Any], layers: dict[str, str]) -> dict[st
     for name, prefix in layers.items():
         w = np.asarray(state[f"{prefix}.weight"], dtype=np.float64)
         b = np.asarray(state[f"{prefix}.bias"], dtype=np.float64)
-        shift = int(math.floor(math.log2(WEIGHT_LIMIT / max(np.abs(w).max(), 1e-12))))
+        shift = weight_shift(max(float(np.abs(w).max()), 1e-12))
         out[f"{name}.weight"] = np.round(w * 2.0**shift).astype(np.int16).reshape(len(w), -1)
         out[f"{name}.bias"] = np.round(b * 2.0 ** (shift + FRACTION_BITS)).astype(np.int64)
         out[f"{name}.shift"] = np.array([shift], dtype=np.int64)
@@ -106,6 +119,19 @@ def export_slice_context(state: dict[str, Any]) -> dict[str, np.ndarray]:
         for i in sorted({int(k.split(".")[1]) for k in state if k.startswith(f"{group}.")}):
             out.update(export_conv_layers(state, {f"{name}{i + first}.in": f"{group}.{i}.0",
                                                   f"{name}{i + first}.out": f"{group}.{i}.2"}))
+    return out
+
+
+def derived_layers(weights: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The integer h_s and context layers of a photo model, from its stored float weights ('h_s.*',
+    'context.*'). Model files written since photo-cb128's second save store only STORED_TABLES and
+    derive these at load: the rounding is exact, so every machine gets the encoder's integers, and
+    the file does not hold those networks twice (older files keep their stored copies, which win)."""
+    def sub(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+    out = {f"hs.{k}": v for k, v in export_hyper_synthesis(sub("h_s.")).items()}
+    out.update(export_slice_context(sub("context.")))
     return out
 
 
