@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -428,39 +429,62 @@ def _integer_context_in_fresh_processes(model: PhotoCodec, method: str, s: int, 
     return _in_fresh_processes(script, **arrays, **layers)
 
 
-def test_sliced_tokens_round_trip_with_escapes() -> None:
-    model, coder = _sliced()
-    assert coder.context.slices == 3
+def _codes_as_without(model: PhotoCodec, coder: HyperpriorCoder, prefix: str) -> HyperpriorCoder:
+    """The model's coder without its integer layers named `prefix`*, after asserting that `coder`
+    derives the same tables and costs the same bits: new context networks start at zero corrections."""
+    from vqzip.training.rd import coder_tensors
+
+    plain = HyperpriorCoder({k: v for k, v in coder_tensors(model).items() if not k.startswith(prefix)})
+    y, z = _tokens(model, 2)
+    assert all((a == b).all() for a, b in zip(coder.params(z, y), plain.params(z, y)))
+    assert [b for _, b in coder.encode(y, z)] == pytest.approx([b for _, b in plain.encode(y, z)])
+    return plain
+
+
+def _context_inputs(model: PhotoCodec, coder: HyperpriorCoder,
+                    integer: Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens y of 8 images and h_s's integer (mean, log_scale) of them, after asserting that
+    `integer(slice, mean, log_scale, y)`, the means and scales the coder gives each slice, are the float
+    context network's within 0.1."""
+    y, z = _tokens(model, 8, seed=1)
+    mean, log_scale = coder.hs(z)
+    with torch.no_grad():
+        fm, fls = model.context(torch.from_numpy(y).float(), *model.h_s(torch.from_numpy(z).float()))
+    parts = [integer(s, mean, log_scale, y) for s in range(model.config.slices)]
+    im, ils = np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1)
+    assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
+    return y, mean, log_scale
+
+
+def _round_trip_with_escapes(model: PhotoCodec, coder: HyperpriorCoder) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens (y, z) of 3 images with escapes and a clamped context, after asserting that they decode
+    to themselves and that each payload is within 8 bytes of its ideal bits."""
     y, z = _tokens(model, 3)
-    y[0, 0, 0, 0], y[1, 11, 1, 0], y[2, 5, 0, 1] = TOKEN_LIMIT - 1, -(TOKEN_LIMIT - 1), 40  # escapes, a clamped context
+    y[0, 0, 0, 0], y[1, 11, 1, 0], y[2, 5, 0, 1] = TOKEN_LIMIT - 1, -(TOKEN_LIMIT - 1), 40
     coded = coder.encode(y, z)
     y2, z2 = coder.decode([p for p, _ in coded], y.shape[2], y.shape[3], y.shape[1])
     assert (y2 == y).all() and (z2 == z).all()
     for payload, bits in coded:
         assert abs(len(payload) - bits / 8) < 8
+    return y, z
+
+
+def test_sliced_tokens_round_trip_with_escapes() -> None:
+    model, coder = _sliced()
+    assert coder.context.slices == 3
+    y, z = _round_trip_with_escapes(model, coder)
 
 
 def test_new_slices_start_as_the_hyperprior_alone() -> None:
     """Context networks start at zero corrections: the tables, so the bits, are the hyperprior's."""
-    model, coder = _sliced(perturb=False)
-    from vqzip.training.rd import coder_tensors
-
-    plain = HyperpriorCoder({k: v for k, v in coder_tensors(model).items() if not k.startswith("ctx")})
-    y, z = _tokens(model, 2)
+    plain = _codes_as_without(*_sliced(perturb=False), "ctx")
     assert plain.context.slices == 1
-    assert all((a == b).all() for a, b in zip(coder.params(z, y), plain.params(z, y)))
-    assert [b for _, b in coder.encode(y, z)] == pytest.approx([b for _, b in plain.encode(y, z)])
 
 
 def test_integer_slice_context_follows_the_float_network_and_is_exact_across_threads_and_batches() -> None:
     model, coder = _sliced()
-    y, z = _tokens(model, 8, seed=1)
-    mean, log_scale = coder.hs(z)
-    with torch.no_grad():
-        fm, fls = model.context(torch.from_numpy(y).float(), *model.h_s(torch.from_numpy(z).float()))
-    im = np.concatenate([coder.context(s, mean, log_scale, y)[0] for s in range(3)], 1)
-    ils = np.concatenate([coder.context(s, mean, log_scale, y)[1] for s in range(3)], 1)
-    assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
+    y, mean, log_scale = _context_inputs(model, coder, lambda s, m, ls, y: coder.context(s, m, ls, y))
     results = _integer_context_in_fresh_processes(model, "__call__", 2, y=y, mean=mean, log_scale=log_scale)
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     assert (np.concatenate(coder.context(2, mean, log_scale, y), 1) == results[0]).all()
@@ -482,13 +506,7 @@ def _checkered(perturb: bool = True) -> tuple[PhotoCodec, HyperpriorCoder]:
 def test_checkerboard_tokens_round_trip_with_escapes_and_use_their_anchors() -> None:
     model, coder = _checkered()
     assert coder.context.checkerboard and coder.context.slices == 3
-    y, z = _tokens(model, 3)
-    y[0, 0, 0, 0], y[1, 11, 1, 0], y[2, 5, 0, 1] = TOKEN_LIMIT - 1, -(TOKEN_LIMIT - 1), 40  # escapes, a clamped context
-    coded = coder.encode(y, z)
-    y2, z2 = coder.decode([p for p, _ in coded], y.shape[2], y.shape[3], y.shape[1])
-    assert (y2 == y).all() and (z2 == z).all()
-    for payload, bits in coded:
-        assert abs(len(payload) - bits / 8) < 8
+    y, z = _round_trip_with_escapes(model, coder)
     table, _ = coder.params(z, y)  # a slice's anchor tokens change the tables of its other half only
     moved = y.copy()
     moved[:, 4:8][:, :, gaussian.anchors(*y.shape[2:])] += 3
@@ -500,25 +518,14 @@ def test_checkerboard_tokens_round_trip_with_escapes_and_use_their_anchors() -> 
 
 def test_a_new_checkerboard_starts_as_the_slices_alone() -> None:
     """Checkerboard networks start at zero corrections: the tables, so the bits, are the slices'."""
-    model, coder = _checkered(perturb=False)
-    from vqzip.training.rd import coder_tensors
-
-    plain = HyperpriorCoder({k: v for k, v in coder_tensors(model).items() if not k.startswith("sp")})
-    y, z = _tokens(model, 2)
+    plain = _codes_as_without(*_checkered(perturb=False), "sp")
     assert not plain.context.checkerboard and plain.context.slices == 3
-    assert all((a == b).all() for a, b in zip(coder.params(z, y), plain.params(z, y)))
-    assert [b for _, b in coder.encode(y, z)] == pytest.approx([b for _, b in plain.encode(y, z)])
 
 
 def test_integer_checkerboard_follows_the_float_network_and_is_exact_across_threads_and_batches() -> None:
     model, coder = _checkered()
-    y, z = _tokens(model, 8, seed=1)
-    mean, log_scale = coder.hs(z)
-    with torch.no_grad():
-        fm, fls = model.context(torch.from_numpy(y).float(), *model.h_s(torch.from_numpy(z).float()))
-    parts = [coder.context.spatial(s, *coder.context(s, mean, log_scale, y), y[:, 4 * s: 4 * s + 4]) for s in range(3)]
-    im, ils = np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1)
-    assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
+    y, mean, log_scale = _context_inputs(model, coder, lambda s, m, ls, y: coder.context.spatial(
+        s, *coder.context(s, m, ls, y), y[:, 4 * s: 4 * s + 4]))
     m1, ls1 = coder.context(1, mean, log_scale, y)
     results = _integer_context_in_fresh_processes(model, "spatial", 1, y=y[:, 4:8], mean=m1, log_scale=ls1)
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
