@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, small-hp
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -103,6 +103,17 @@ photo-cb128() {  # photo-cc128 with a checkerboard context (its networks start a
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps "${STEPS:-6000}" --lr 3e-5 --test "$DATA/kodak"
 }
 
+photo-cbr128() {  # photo-cb128 with one residual block in each transform (the blocks start as the identity),
+  # trained on: to step 2,508 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
+  [ -f "$OUT/photo-cb128.safetensors" ] || photo-cb128
+  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-cbr128"
+  cbr=(--arch hyperprior --out "$OUT/photo-cbr128" --init "$OUT/photo-cb128" --channels 128 --slices 5 --context 128
+       --checkerboard --residual 1 --seed 7 --compile --run "$run"
+       --lambdas 0.0008,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18)
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cbr[@]}" --steps 2508 --lr 1e-4 --no-evaluate
+  $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cbr[@]}" --steps "${STEPS:-6000}" --lr 3e-5 --test "$DATA/kodak"
+}
+
 small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails of the training photos (in training)
   $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --data "$DATA" --arch hyperprior --downsamples 3 \
     --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64 --channels 64 --latent 128 --hyper 64 \
@@ -111,6 +122,6 @@ small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails
 }
 
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|small-hp) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|small-hp}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp}" >&2; exit 2 ;;
 esac

@@ -77,9 +77,9 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
 
 def test_shipped_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    # 140 MB: twelve models since photo-hp-v1, photo-hp-v2, photo-hp, photo-cc and photo-cc128 stay
-    # installed beside photo-cb128 (16 MB: 128 channels, slice and checkerboard contexts), so that their
-    # files decode, and small-hp trains beside cifar10-rvq
-    assert total < 140e6, f"models/ holds {total / 1e6:.1f} MB, over the 140 MB budget"
+    # 150 MB: thirteen models since photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128 and
+    # photo-cb128 stay installed beside photo-cbr128 (18 MB: 128 channels, residual blocks, slice and
+    # checkerboard contexts), so that their files decode, and small-hp trains beside cifar10-rvq
+    assert total < 150e6, f"models/ holds {total / 1e6:.1f} MB, over the 150 MB budget"
     big = [f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in SHIPPED.iterdir() if p.stat().st_size >= 20e6]
     assert not big, f"over the 20 MB a file may take in the repository: {', '.join(big)}"

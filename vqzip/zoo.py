@@ -21,7 +21,7 @@ from typing import Any
 from .errors import ModelNotFound
 
 DEFAULT_MODEL = "cifar10-rvq"  # small images, and the model load_model(None) gives
-DEFAULT_PHOTO_MODEL = "photo-cb128"  # photos (api.pick_model)
+DEFAULT_PHOTO_MODEL = "photo-cbr128"  # photos (api.pick_model)
 SUFFIX = ".safetensors"
 PRIOR_SUFFIX = ".prior.safetensors"
 
