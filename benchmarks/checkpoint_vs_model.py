@@ -1,8 +1,10 @@
 """A training checkpoint of the photo codec against a shipped photo model, during training: the float
 model's coded bpp (rounded latents, as coded), PSNR and rate-distortion loss on some Kodak images at
-the reference's qualities 1, 4 and 8 (the checkpoint's matching ones, when it has qualities added below).
+the reference's qualities 1, 4 and 8 or --qualities (the checkpoint's matching ones, when it has
+qualities added below).
 
     python benchmarks/checkpoint_vs_model.py ~/.cache/vqzip/runs/photo-cc/checkpoint.pt [--ref photo-hp] [--every 6]
+        [--qualities 1 4 8 9]
 
 Why: the card's real-file measurement of every quality takes minutes; this takes one, on one thread,
 so the curve can be followed while the run trains. Prints; writes nothing.
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--ref", default="photo-hp")
     ap.add_argument("--every", type=int, default=6, help="every n-th Kodak image (6: 4 images)")
+    ap.add_argument("--qualities", type=int, nargs="+", default=[1, 4, 8], help="the reference's qualities")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("VQZIP_DATA", "../shared/data")) / "kodak")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -54,7 +57,7 @@ def main() -> None:
     shift = model.qualities - ref.qualities
     files = sorted(a.data.glob("*.png"))[:: a.every]
     print(f"step {ck['step']}, {len(files)} Kodak images")
-    for q in (0, 3, 7):
+    for q in (q - 1 for q in a.qualities):
         b1, p1, l1 = measure(model, q + shift, files)
         b0, p0, l0 = measure(ref, q, files)
         print(f"{a.ref} q{q + 1} (lambda {ref.config.lambdas[q]}): checkpoint {b1:.4f} bpp {p1:.2f} dB, "

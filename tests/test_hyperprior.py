@@ -91,24 +91,46 @@ def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple
         "import sys, numpy as np\n"
         "from vqzip.coding.gaussian import IntegerHyperSynthesis\n"
         "d = np.load(sys.argv[1]); threads, batch = int(sys.argv[2]), int(sys.argv[3])\n"
+        "from vqzip.coding import gaussian\n"
         "hs = IntegerHyperSynthesis({k: d[k] for k in d.files if k != 'z'})\n"
-        "out = [np.concatenate(hs(d['z'][i:i + batch]), 1) for i in range(0, len(d['z']), batch)]\n"
+        "out = []\n"
+        "for grid in (gaussian.SMALL_GRID, 0):  # im2col, then shifted taps\n"
+        "    gaussian.SMALL_GRID = grid\n"
+        "    out += [np.concatenate(hs(d['z'][i:i + batch]), 1) for i in range(0, len(d['z']), batch)]\n"
         "np.save(sys.argv[4], np.concatenate(out))\n")
     results = _in_fresh_processes(script, z=z, **{k[3:]: v for k, v in _hs_tensors(model).items()})
     assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
     direct = np.concatenate(coder.hs(z), 1)
-    assert (direct == results[0]).all()
+    assert (np.concatenate([direct, direct]) == results[0]).all()
 
 
 def test_hyper_synthesis_gives_the_same_integers_in_whole_images_or_in_rows(
         tiny: tuple[PhotoCodec, HyperpriorCoder], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small grids go through the products several whole images at a time, large ones a few rows of one
-    image at a time: the two paths must give the same integers."""
+    """Small grids go through im2col products several whole images at a time, large ones through
+    shifted taps a few rows of one image at a time: every path must give the same integers."""
     model, coder = tiny
     _, z = _tokens(model, 5, seed=2)
     whole = np.concatenate(coder.hs(z), 1)
     monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 3)  # under one image's positions: row chunks
     assert (np.concatenate(coder.hs(z), 1) == whole).all()
+    monkeypatch.setattr(gaussian, "SMALL_GRID", 0)  # every grid through the shifted taps, in row chunks
+    assert (np.concatenate(coder.hs(z), 1) == whole).all()
+    monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 1 << 15)
+    assert (np.concatenate(coder.hs(z), 1) == whole).all()
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 5, 9, 3), (3, 4, 1, 1, 2), (2, 6, 12, 4, 5)])
+def test_shifted_taps_sum_exactly_what_im2col_does(shape: tuple[int, ...]) -> None:
+    """At the extremes the layer check allows (weights +-WEIGHT_LIMIT, activations +-ACT_LIMIT) the
+    two convolutions give the same integers: no partial sum leaves float64's exact range."""
+    bsz, c, h, w, cout = shape
+    rng = np.random.default_rng(0)
+    x = rng.choice([-gaussian.ACT_LIMIT, gaussian.ACT_LIMIT, 0, 1], size=(bsz, c, h, w)).astype(np.float64)
+    wt = rng.choice([-gaussian.WEIGHT_LIMIT, gaussian.WEIGHT_LIMIT, -1], size=(c * 9, cout)).astype(np.float64)
+    b = rng.integers(-(1 << 40), 1 << 40, size=cout).astype(np.float64)
+    im2col = gaussian.IntegerConvStack._conv3x3(x, wt, b)
+    shifted = gaussian.IntegerConvStack._conv3x3_shifted(x, wt, b)
+    assert shifted.shape == (bsz, cout, h, w) and np.array_equal(im2col, shifted)
 
 
 def _hs_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:
@@ -393,6 +415,44 @@ def test_widened_model_codes_and_reconstructs_as_before() -> None:
     assert wide.g_s[2].weight[8:].abs().sum() > 0 and wide.g_s[0].weight[:, 8:].abs().sum() == 0
     with pytest.raises(ValueError, match="does not fit"):
         widened_state(wide.state_dict(), narrow)
+
+
+def test_model_grown_by_latent_slices_codes_and_reconstructs_as_before() -> None:
+    """A model given more --latent channels, as whole slices of its width, keeps its tokens, their
+    means and scales (as floats and as the coder's integers) and its reconstructions; the new
+    channels are 0 and cost almost nothing until trained, yet the weights that read them are trainable."""
+    from dataclasses import replace
+
+    from vqzip.codec.hyperprior import NEW_LATENT_LOG2_SCALE
+    from vqzip.training.rd import coder_tensors
+
+    narrow, _ = _sliced(config=replace(SLICED, slices=2, checkerboard=True))  # 2 slices of 6
+    torch.manual_seed(2)
+    wide = PhotoCodec(replace(narrow.config, latent=18, slices=3, channels=10)).eval()
+    wide.load_state_dict(widened_state(narrow.state_dict(), wide))
+    x, q = torch.rand(2, 3, 64, 64) - 0.5, torch.tensor([0, 1])
+    with torch.no_grad():
+        y, y_wide = narrow.analysis(x, q), wide.analysis(x, q)
+        torch.testing.assert_close(y_wide[:, :12], y, rtol=0, atol=1e-6)
+        assert (y_wide[:, 12:] == 0).all()
+        z = narrow.h_a(y)
+        torch.testing.assert_close(wide.h_a(y_wide), z, rtol=0, atol=1e-6)
+        mean, scale = wide.entropy_params(z.round(), y_wide.round())
+        for a, b in zip((mean[:, :12], scale[:, :12]), narrow.entropy_params(z.round(), y.round())):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        assert (mean[:, 12:] == 0).all() and torch.allclose(scale[:, 12:], torch.tensor(2.0**NEW_LATENT_LOG2_SCALE))
+        torch.testing.assert_close(wide.synthesis(y_wide.round(), q), narrow.synthesis(y.round(), q), rtol=0, atol=1e-6)
+    assert wide.g_s[0].weight[12:].abs().sum() > 0 and wide.g_a[6].weight[12:].abs().sum() == 0
+    y_tokens, z_tokens = _tokens(narrow, 2)
+    grown = np.concatenate([y_tokens, np.zeros_like(y_tokens[:, :6])], 1)
+    narrow_coder, wide_coder = HyperpriorCoder(coder_tensors(narrow)), HyperpriorCoder(coder_tensors(wide))
+    for a, b in zip(wide_coder.params(z_tokens, grown), narrow_coder.params(z_tokens, y_tokens)):
+        assert (a[:, :12] == b).all()
+    extra_bits = np.subtract([b for _, b in wide_coder.encode(grown, z_tokens)],
+                             [b for _, b in narrow_coder.encode(y_tokens, z_tokens)])
+    assert (extra_bits >= 0).all() and (extra_bits < 0.05 * grown[:, 12:][0].size).all()  # the tables' floor: ~0.02
+    with pytest.raises(ValueError, match="cannot grow"):
+        widened_state(narrow.state_dict(), PhotoCodec(replace(narrow.config, latent=16, slices=2)))
 
 
 SLICED = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.05), slices=3, context=8)

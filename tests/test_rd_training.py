@@ -124,6 +124,25 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     deep = api.encode_batch(image[None], deeper, 2)[0].data
     assert deep[5:-4] == plain.data[5:-4]
     assert np.array_equal(api.decode_batch([deep], deeper)[0], api.decode_batch([plain.data], resliced)[0])
+    # and grown (--latent 12 in 3 slices of 4, from 8 in 2, lr 0): the new slice is silent and costs
+    # about nothing (a bit or two), so the file holds the same tokens, decodes to the same pixels and is at
+    # most one of the range coder's 32-bit words longer; a --latent that does not add whole slices of 4 is refused in one line
+    for name, slices, code in (("grown", "3", 0), ("reshaped", "2", 1)):
+        proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
+                      "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "12",
+                      "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", slices, "--context", "4", "--lr", "0",
+                      "--steps", "1", "--init", "sliced", "--out", str(models / name), "--run", str(tmp_path / f"run-{name}"),
+                      "--no-evaluate", env=env)
+        assert proc.returncode == code, proc.stderr
+    assert "--latent 12 must add whole slices of its 4 channels to its 8" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    grown = zoo.load_model("grown")
+    bigger = api.encode_batch(image[None], grown, 2)[0]
+    assert 0 <= bigger.ideal_bits - plain.ideal_bits < 4 and len(bigger.data) - len(plain.data) <= 4
+    tokens = api.image_tokens(image[None], grown, 2)
+    assert (tokens[:, :8] == api.image_tokens(image[None], resliced, 2)).all() and (tokens[:, 8:] == 0).all()
+    decoded = [api.decode_batch([d], m_)[0].astype(int) for d, m_ in ((bigger.data, grown), (plain.data, resliced))]
+    assert np.abs(decoded[0] - decoded[1]).max() <= 1
 
     # trained further wider (--channels 12 from 8): the new channels start silent, so before any
     # update (lr 0) the same tokens code to the same payload as the init re-exported at its own width

@@ -308,8 +308,9 @@ def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:
     """The float weights of a photo model to start from: the same configuration, except that the
     lambdas may differ (the gain vectors of new ones are interpolated, codec.hyperprior.gains_for_lambdas),
     so may the slices and the checkerboard (a new context starts at zero corrections: the init's own
-    coding), --residual may add blocks (new ones start as the identity), and
-    --channels may be wider (the new channels start silent, codec.hyperprior.widened_state)."""
+    coding), --residual may add blocks (new ones start as the identity), --channels may be wider, and
+    --latent larger by whole slices of the init's width (the new channels start silent,
+    codec.hyperprior.widened_state)."""
     from dataclasses import replace
 
     import torch
@@ -319,19 +320,24 @@ def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:
 
     m = load_model(init)
     if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas, slices=config.slices,
-                                      context=config.context, channels=config.channels,
+                                      context=config.context, channels=config.channels, latent=config.latent,
                                       checkerboard=config.checkerboard, residual=config.residual) != config:
         raise VqzipError(f"--init {init}: not a photo codec of this configuration")
-    if config.residual < m.codec.config.residual:
-        raise VqzipError(f"--init {init}: --residual {config.residual} is fewer than its {m.codec.config.residual}")
-    if config.channels < m.codec.config.channels:
-        raise VqzipError(f"--init {init}: --channels {config.channels} is narrower than its {m.codec.config.channels}")
-    same_context = (m.codec.config.slices, m.codec.config.context) == (config.slices, config.context)
+    old = m.codec.config
+    if config.residual < old.residual:
+        raise VqzipError(f"--init {init}: --residual {config.residual} is fewer than its {old.residual}")
+    if config.channels < old.channels:
+        raise VqzipError(f"--init {init}: --channels {config.channels} is narrower than its {old.channels}")
+    width = config.latent // config.slices
+    if config.latent != old.latent and (config.latent < old.latent or width != old.latent // old.slices):
+        raise VqzipError(f"--init {init}: --latent {config.latent} must add whole slices of its "
+                         f"{old.latent // old.slices} channels to its {old.latent}")
+    same_context = (width, config.context) == (old.latent // old.slices, old.context) and config.slices >= old.slices
     state = {k: v.float() for k, v in m.codec.state_dict().items() if same_context or not k.startswith("context.")}
-    if len(m.codec.config.lambdas) < 2 and m.codec.config.lambdas != config.lambdas:
+    if len(old.lambdas) < 2 and old.lambdas != config.lambdas:
         raise VqzipError(f"--init {init}: a model of one quality cannot be given other lambdas")
-    state = gains_for_lambdas(state, m.codec.config.lambdas, config.lambdas)
-    if config.channels == m.codec.config.channels:
+    state = gains_for_lambdas(state, old.lambdas, config.lambdas)
+    if (config.channels, config.latent) == (old.channels, old.latent):
         return state
     torch.manual_seed(seed)  # the fresh weights that read the new channels: repeatable, as a run from scratch
     return widened_state(state, PhotoCodec(config))

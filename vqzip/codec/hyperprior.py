@@ -375,15 +375,42 @@ def gains_for_lambdas(state: dict[str, Tensor], old: tuple[float, ...], new: tup
     return out
 
 
+NEW_LATENT_LOG2_SCALE = -3.0  # appended latent channels start coded under scale 2^-3: about 1e-4 bits per zero token
+
+
+def _hyper_output_for_latent(weight: Tensor, bias: Tensor, latent: int) -> tuple[Tensor, Tensor]:
+    """h_s's last layer (means of the old latent channels, then their log2 scales) laid out for
+    `latent` channels: each half padded to `latent` rows, the new means 0 and the new log2 scales
+    NEW_LATENT_LOG2_SCALE, so the appended channels (silent: always 0) cost almost no bits."""
+    old = len(bias) // 2
+    w = weight.new_zeros((2 * latent, *weight.shape[1:]))
+    b = bias.new_zeros(2 * latent)
+    w[:old], w[latent: latent + old] = weight[:old], weight[old:]
+    b[:old], b[latent: latent + old] = bias[:old], bias[old:]
+    b[latent + old:] = NEW_LATENT_LOG2_SCALE
+    return w, b
+
+
 @torch.no_grad()
 def widened_state(state: dict[str, Tensor], target: PhotoCodec) -> dict[str, Tensor]:
-    """`state` (a PhotoCodec's weights of a narrower --channels) grown to `target`'s shapes, coding and
-    reconstructing exactly as before, so a trained model can gain capacity and train on (Net2Net,
-    Chen et al. 2016). Each tensor keeps its old values in its leading block; the rest take `target`'s
-    fresh values, except that every convolution's new output channels get zero weights and bias: the
-    new channels are silent (0 through GDN, ReLU and pixel shuffle), yet the fresh weights that read
-    them give them gradients. Those fresh weights are clipped to the layer's largest old one, so an
-    integer layer (h_s, the slice contexts) keeps its fixed-point scale and its exact outputs."""
+    """`state` (a PhotoCodec's weights of a narrower --channels, or fewer --latent channels) grown to
+    `target`'s shapes, coding and reconstructing exactly as before, so a trained model can gain
+    capacity and train on (Net2Net, Chen et al. 2016). Each tensor keeps its old values in its leading
+    block; the rest take `target`'s fresh values, except that every convolution's new output channels
+    get zero weights and bias: the new channels are silent (0 through GDN, ReLU and pixel shuffle),
+    yet the fresh weights that read them give them gradients. Those fresh weights are clipped to the
+    layer's largest old one, so an integer layer (h_s, the slice contexts) keeps its fixed-point scale
+    and its exact outputs. New latent channels are appended as whole slices of the same width: the old
+    slices keep their context networks, the new ones start at zero corrections, and h_s gives the new
+    channels a small scale (_hyper_output_for_latent)."""
+    old_latent, latent = state["log_gain"].shape[1], target.config.latent
+    if latent != old_latent:
+        width = latent // target.config.slices
+        if latent < old_latent or old_latent % width:
+            raise ValueError(f"{old_latent} latent channels cannot grow to {target.config.slices} slices of {width}")
+        state = dict(state)
+        state["h_s.out.weight"], state["h_s.out.bias"] = _hyper_output_for_latent(
+            state["h_s.out.weight"], state["h_s.out.bias"], latent)
     out = {k: v.clone() for k, v in target.state_dict().items()}
     for key, old in state.items():
         new = out[key]

@@ -39,6 +39,7 @@ TABLE_TOTAL = 1 << 16  # frequencies of a table sum to about this; every entry >
 ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
 ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
 CHUNK_FLOATS = 1 << 23  # and at most this many im2col entries per product (64 MB), for wide inputs
+SMALL_GRID = 256  # grids of at most this many positions take im2col (batches of small images); larger, shifted taps
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 LAYERS = ("up1", "up2", "out")
 STORED_TABLES = ("z_tables", "y_tables", "y_offsets")  # what a model file must hold of the coder
@@ -169,7 +170,8 @@ class IntegerConvStack:
     def run(self, a: np.ndarray) -> np.ndarray:
         """Fixed-point input (B, C, H, W) -> fixed-point output, clipped to +-ACT_LIMIT."""
         for i, (wt, b, shift) in enumerate(self.layers):
-            a = _floor_shift(self._conv3x3(a, wt, b), shift)
+            conv = self._conv3x3 if a.shape[2] * a.shape[3] <= SMALL_GRID else self._conv3x3_shifted
+            a = _floor_shift(conv(a, wt, b), shift)
             if i < len(self.layers) - 1:
                 a = np.clip(a, 0, ACT_LIMIT)
                 a = _pixel_shuffle(a) if self.upsample else a
@@ -198,6 +200,32 @@ class IntegerConvStack:
                 win = np.lib.stride_tricks.sliding_window_view(padded[i, :, r0: r1 + 2], (3, 3), axis=(1, 2))
                 cols = win.transpose(1, 2, 0, 3, 4).reshape((r1 - r0) * w, c * 9)
                 out[i, r0:r1] = (cols @ wt + b).reshape(r1 - r0, w, -1)
+        return out.transpose(0, 3, 1, 2)
+
+
+    @staticmethod
+    def _conv3x3_shifted(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """_conv3x3 for large grids without its 9x im2col copy: the zero-padded image laid out as
+        rows of channels, each of the nine taps reads one contiguous run of those rows, so the
+        convolution is nine matrix products summed (the two border columns of each row are computed
+        and dropped). Every partial sum is an integer below 2^53 (the layer check), so the order of
+        the sums cannot change the result: it equals _conv3x3's exactly."""
+        bsz, c, h, w = x.shape
+        taps = wt.reshape(c, 9, -1)
+        cout, row = taps.shape[2], w + 2
+        out = np.empty((bsz, h, w, cout))
+        rows = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)) // row)
+        for i in range(bsz):
+            flat = np.zeros(((h + 2) * row + 2, c))  # one spare zero row before and after the padded image
+            flat[1:-1].reshape(h + 2, row, c)[1:-1, 1:-1] = x[i].transpose(1, 2, 0)
+            for r0 in range(0, h, rows):
+                r1 = min(h, r0 + rows)
+                n = (r1 - r0) * row
+                acc = np.broadcast_to(b, (n, cout)).copy()
+                for k in range(9):
+                    start = (r0 + k // 3) * row + k % 3
+                    acc += flat[start: start + n] @ taps[:, k]
+                out[i, r0:r1] = acc.reshape(r1 - r0, row, cout)[:, 1:-1]
         return out.transpose(0, 3, 1, 2)
 
 
