@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from vqzip.codec.config import PhotoConfig
+from vqzip.codec.hyperprior import PhotoCodec
 from vqzip.training.rd import RDConfig, thumbnails, train_rd
 
 SMALL = PhotoConfig(channels=8, latent=8, hyper=8, lambdas=(0.01, 0.1), downsamples=3)
@@ -131,8 +132,8 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
         proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
                       "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "12",
                       "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", slices, "--context", "4", "--lr", "0",
-                      "--steps", "1", "--init", "sliced", "--out", str(models / name), "--run", str(tmp_path / f"run-{name}"),
-                      "--no-evaluate", env=env)
+                      "--steps", "1", "--latent-ramp", "4", "--init", "sliced", "--out", str(models / name),
+                      "--run", str(tmp_path / f"run-{name}"), "--no-evaluate", env=env)
         assert proc.returncode == code, proc.stderr
     assert "--latent 12 must add whole slices of its 4 channels to its 8" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -175,6 +176,7 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     (["--downsamples", "5"], "--downsamples 5: the photo codec has 1 to 4"),
     (["--crop", "48"], "--crop 48 is not a multiple of the model's stride, 64 pixels"),
     (["--thumbnails", "16,big"], "--thumbnails '16,big': expected sides in pixels"),
+    (["--latent-ramp", "10"], "--latent-ramp needs --init of a photo model with fewer latent channels"),
 ])
 def test_bad_rd_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     photos = tmp_path / "photos"
@@ -184,6 +186,30 @@ def test_bad_rd_options_are_one_line(tmp_path: Path, args: list[str], message: s
                   *args, env={**os.environ, "VQZIP_MODELS": str(tmp_path)})
     assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
+
+
+def test_new_latent_channels_pay_their_rate_ramped_in() -> None:
+    """--latent-ramp: the channels a larger --latent added weigh step / ramp_steps in the loss's rate,
+    then fully; the bpp reported is always the true one."""
+    from vqzip.training.rd import rate_weight, rd_loss
+
+    codec = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.1), downsamples=3, slices=3)
+    cfg = RDConfig(steps=10, codec=codec, batch_size=2, crop=32, ramp_from=8, ramp_steps=4)
+    assert rate_weight(cfg, 4) is None and rate_weight(RDConfig(steps=1, codec=codec, crop=32), 0) is None
+    assert rate_weight(cfg, 1).tolist() == [1.0] * 8 + [0.25] * 4
+    torch.manual_seed(0)
+    model = PhotoCodec(codec)
+    x, q = torch.rand(2, 3, 32, 32) - 0.5, torch.tensor([0, 1])
+    results = []
+    for weight in (None, rate_weight(cfg, 0)):
+        torch.manual_seed(1)  # the same noise
+        results.append(rd_loss(model, x, q, weight=weight))
+    torch.manual_seed(1)
+    out = model(x, q)
+    new_bits = out["y_channel_bits"][:, 8:].sum(1) / 32**2
+    (full, full_stats), (ramped, ramped_stats) = results
+    assert torch.allclose(full - ramped, new_bits.mean(), atol=1e-3) and new_bits.min() > 0.01  # loss ~300: float32
+    assert full_stats["bpp"] == pytest.approx(ramped_stats["bpp"])
 
 
 def test_a_compiled_run_checkpoints_the_model_itself_and_trains_as_eager(tmp_path: Path) -> None:

@@ -94,6 +94,10 @@ def train(
     residual: Annotated[int, typer.Option("--residual", min=0, help="hyperprior: residual blocks after each "
                                           "of the transforms' two middle layers (deeper transforms; new "
                                           "ones start as the identity).")] = 0,
+    latent_ramp: Annotated[int, typer.Option("--latent-ramp", min=0, help="hyperprior, with --init and a larger "
+                                             "--latent: the new channels' bits enter the loss ramped from 0 to "
+                                             "full over this many steps, so they learn to carry something "
+                                             "before they pay for it.")] = 0,
     compile_steps: Annotated[bool, typer.Option("--compile", help="hyperprior: compile the training pass "
                                                 "(torch.compile; needs a C++ compiler): about 15 % faster steps "
                                                 "after a minute or two of compiling.")] = False,
@@ -108,7 +112,7 @@ def train(
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
                           _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context, checkerboard,
                                         residual), thumbnails,
-                          crops, data, compile_steps)
+                          crops, data, compile_steps, latent_ramp)
         return
     if arch != "tokens":
         fail(f"unknown --arch {arch!r}; choose tokens or hyperprior", 2)
@@ -253,7 +257,8 @@ def _rd_test_images(test: Path | None, data: Path | None) -> tuple[list[np.ndarr
 
 def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
                       crop: int, seed: int, init: str | None, test: Path | None, config: Any,
-                      thumbnails: str | None, crops: int, data: Path | None, compile_steps: bool = False) -> None:
+                      thumbnails: str | None, crops: int, data: Path | None, compile_steps: bool = False,
+                      latent_ramp: int = 0) -> None:
     """`vqzip train --arch hyperprior`: the rate-distortion photo codec (training/rd.py)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared cores
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -266,7 +271,7 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
     run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
     try:
         cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
-                       compile=compile_steps)
+                       compile=compile_steps, ramp_from=_ramp_from(init, config, latent_ramp), ramp_steps=latent_ramp)
         photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
         test_images, test_source = _rd_test_images(test, data)
         start = _photo_init(init, cfg.codec, seed) if init else None
@@ -302,6 +307,19 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
         task = bar.add_task("measure", total=model.qualities * len(test_images) if test_images else 0)
         card = export_photo(model, out, card, test_images, on_image=lambda n: bar.advance(task, n))
     err.print(f"wrote {out.with_suffix('.safetensors')} and {out.with_suffix('.json')} (model id {card['model_id']})")
+
+
+def _ramp_from(init: str | None, config: Any, latent_ramp: int) -> int:
+    """The first latent channel whose rate --latent-ramp ramps in: the first that --init lacks."""
+    if not latent_ramp:
+        return 0
+    from ..zoo import load_model
+
+    m = load_model(init) if init else None
+    old = m.codec.config.latent if m is not None and m.is_hyperprior else None
+    if old is None or old >= config.latent:
+        raise VqzipError("--latent-ramp needs --init of a photo model with fewer latent channels than --latent")
+    return int(old)
 
 
 def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:

@@ -293,7 +293,8 @@ class PhotoCodec(nn.Module):
 
     def forward(self, x: Tensor, q: Tensor) -> dict[str, Tensor]:
         """Training pass: x (B, 3, H, W) in [-0.5, 0.5], q (B,) quality indices 0..Q-1. Returns the
-        reconstruction and the bits of each image (y and z), for rate + lambda * distortion."""
+        reconstruction and the bits of each image (y and z; y's also per latent channel, (B, M)), for
+        rate + lambda * distortion."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
             y = self.analysis(x, q)
             z = self.h_a(y)
@@ -303,10 +304,11 @@ class PhotoCodec(nn.Module):
         y_hat = ste_round(y)
         mean, scale = self.entropy_params(ste_round(z), y_hat)
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((1, 2, 3))
+        y_channel_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((2, 3))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
             x_hat = self.synthesis(y_hat, q)
-        return {"x_hat": x_hat.float(), "y_bits": y_bits, "z_bits": z_bits}
+        return {"x_hat": x_hat.float(), "y_bits": y_channel_bits.sum(1), "y_channel_bits": y_channel_bits,
+                "z_bits": z_bits}
 
 
 def coded_cost(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -75,7 +75,11 @@ class RDConfig:
     checkpoint_seconds: float = 300.0
     log_every: int = 25
     compile: bool = False  # torch.compile the training pass: about 15 % faster steps after a minute or two of compiling
-
+    # latent channels ramp_from.. (those a larger --latent added to the init) pay their rate times
+    # min(1, step / ramp_steps): silent at first under a tiny scale, a new channel that paid in full
+    # could never start to carry anything (any token it sent would cost ~15 bits)
+    ramp_from: int = 0
+    ramp_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.crop % self.codec.stride:
@@ -103,16 +107,28 @@ def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[
     return x.contiguous(memory_format=torch.channels_last), torch.from_numpy(rng.integers(0, cfg.codec.qualities, cfg.batch_size))
 
 
+def rate_weight(cfg: RDConfig, step: int) -> torch.Tensor | None:
+    """What each latent channel's bits weigh in step `step`'s loss (RDConfig.ramp_from), or None: all 1."""
+    if not cfg.ramp_steps or step >= cfg.ramp_steps:
+        return None
+    weight = torch.ones(cfg.codec.latent)
+    weight[cfg.ramp_from:] = step / cfg.ramp_steps
+    return weight
+
+
 def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor,
             forward: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None,
-            ) -> tuple[torch.Tensor, dict[str, float]]:
+            weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR. `forward`
-    (default: the model itself) is the training pass to run, e.g. the model compiled."""
+    (default: the model itself) is the training pass to run, e.g. the model compiled; `weight` (M,), if
+    given, weighs each latent channel's bits in the loss (rate_weight), not in the bpp it reports."""
     out = (model if forward is None else forward)(x, q)
     mse = (out["x_hat"] - x).pow(2).mean((1, 2, 3))
-    bpp = (out["y_bits"] + out["z_bits"]) / (x.shape[2] * x.shape[3])
+    pixels = x.shape[2] * x.shape[3]
+    bpp = (out["y_bits"] + out["z_bits"]) / pixels
+    paid = bpp if weight is None else (out["y_channel_bits"] @ weight + out["z_bits"]) / pixels
     lambdas = torch.tensor(model.config.lambdas)[q]
-    loss = (bpp + lambdas * 255**2 * mse).mean()
+    loss = (paid + lambdas * 255**2 * mse).mean()
     return loss, {"loss": loss.item(), "bpp": bpp.mean().item(), "psnr": (-10 * torch.log10(mse)).mean().item()}
 
 
@@ -174,7 +190,7 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
             torch.manual_seed(cfg.seed * 1_000_003 + step)
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            loss, stats = rd_loss(model, x, q, forward)
+            loss, stats = rd_loss(model, x, q, forward, rate_weight(cfg, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
