@@ -111,7 +111,7 @@ def test_hyper_synthesis_gives_the_same_integers_in_whole_images_or_in_rows(
     model, coder = tiny
     _, z = _tokens(model, 5, seed=2)
     whole = np.concatenate(coder.hs(z), 1)
-    monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 3)  # under one image's positions: row chunks
+    monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 3)  # under one image's positions: one image per im2col product
     assert (np.concatenate(coder.hs(z), 1) == whole).all()
     monkeypatch.setattr(gaussian, "SMALL_GRID", 0)  # every grid through the shifted taps, in row chunks
     assert (np.concatenate(coder.hs(z), 1) == whole).all()

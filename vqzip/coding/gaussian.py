@@ -181,27 +181,18 @@ class IntegerConvStack:
 
     @staticmethod
     def _conv3x3(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """3x3 convolution, zero padding, of integer-valued float64 x (B, C, H, W): exact sums."""
+        """3x3 convolution, zero padding, of integer-valued float64 x (B, C, H, W): exact sums. For small
+        grids (run() sends larger ones to _conv3x3_shifted): an im2col product over as many whole images
+        as fit a chunk, at least one."""
         bsz, c, h, w = x.shape
         padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
         out = np.empty((bsz, h, w, wt.shape[1]))
-        chunk = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)))
-        if h * w <= chunk:  # small images: as many whole images per product as fit a chunk
-            step = max(1, chunk // (h * w))
-            for i in range(0, bsz, step):
-                win = np.lib.stride_tricks.sliding_window_view(padded[i: i + step], (3, 3), axis=(2, 3))
-                cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * 9)
-                out[i: i + step] = (cols @ wt + b).reshape(-1, h, w, wt.shape[1])
-            return out.transpose(0, 3, 1, 2)
-        rows = max(1, chunk // max(1, w))
-        for i in range(bsz):
-            for r0 in range(0, h, rows):
-                r1 = min(h, r0 + rows)
-                win = np.lib.stride_tricks.sliding_window_view(padded[i, :, r0: r1 + 2], (3, 3), axis=(1, 2))
-                cols = win.transpose(1, 2, 0, 3, 4).reshape((r1 - r0) * w, c * 9)
-                out[i, r0:r1] = (cols @ wt + b).reshape(r1 - r0, w, -1)
+        step = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)) // (h * w))
+        for i in range(0, bsz, step):
+            win = np.lib.stride_tricks.sliding_window_view(padded[i: i + step], (3, 3), axis=(2, 3))
+            cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * 9)
+            out[i: i + step] = (cols @ wt + b).reshape(-1, h, w, wt.shape[1])
         return out.transpose(0, 3, 1, 2)
-
 
     @staticmethod
     def _conv3x3_shifted(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
