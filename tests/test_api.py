@@ -148,6 +148,20 @@ def test_version_2_needs_its_exact_prior(ctx_model, tiny_env, monkeypatch, tmp_p
     zoo._load.cache_clear()
 
 
+def test_a_model_installed_later_is_found(model, tiny_env, monkeypatch, tmp_path):
+    """find_by_id keeps each folder's ids while the folder is unchanged; a model copied in is found."""
+    import shutil
+
+    data = api.compress(rgb(8, 8), model, 1)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("VQZIP_MODELS", str(folder))
+    with pytest.raises(ModelNotFound, match="not installed"):
+        api.decompress(data)
+    shutil.copy(tiny_env / "tiny-rvq.safetensors", folder)
+    assert api.decompress(data).size == (8, 8)
+
+
 def test_measure_priors_matches_real_files(ctx_model):
     from vqzip.training.evaluate import measure, measure_priors
 

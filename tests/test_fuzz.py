@@ -48,14 +48,32 @@ def test_outcomes_are_classed(corpus, monkeypatch):
         if data[-1] % 3 == 1:
             raise IndexError("boom")
 
-    stats, end = fuzz.run_inputs(mutator, 0, 0, 60, decode)
-    assert end == 60 and stats.inputs == 60
+    stats, left = fuzz.run_inputs(mutator, 0, range(60), decode)
+    assert left == [] and stats.inputs == 60
     assert stats.outcomes["crash"] == len(stats.crashes) > 0 and stats.outcomes["refused"] > 0
     crash = stats.crashes[0]
     assert crash["error"] == "IndexError: boom"
     # the record keeps the input's first 4 kB; (seed, index) replays it whole
     assert mutator.input(0, crash["index"])[0].hex()[:8192] == crash["input"]
     assert fuzz.Stats.from_dict(json.loads(json.dumps(stats.to_dict()))).to_dict() == stats.to_dict()
+
+
+def test_inputs_run_one_model_after_another(corpus, monkeypatch):
+    """A chunk's inputs are grouped by the model their header names (each model loads about once), and
+    an input that takes the worker over the memory bar hands back exactly the inputs it has not run."""
+    mutator = fuzz.Mutator(corpus, fuzz.checksum_keys())
+    monkeypatch.setattr(fuzz, "BIG_MB", float("inf"))
+    seen: list[bytes] = []
+    stats, left = fuzz.run_inputs(mutator, 3, range(200), lambda data: seen.append(data))
+    models = [fuzz._model_order(data) for data in seen]
+    switches = sum(a != b for a, b in zip(models, models[1:]))
+    assert left == [] and len(seen) == 200 and switches == len(set(models)) - 1
+    assert sorted(seen) == sorted(mutator.input(3, i)[0] for i in range(200))
+
+    monkeypatch.setattr(fuzz, "BIG_MB", 0.0)
+    stats, left = fuzz.run_inputs(mutator, 3, range(10, 30), lambda data: None)
+    assert stats.inputs == 1 and len(stats.big) == 1
+    assert sorted(left + [stats.big[0]["index"]]) == list(range(10, 30))
 
 
 def test_short_run_no_crash_none_slow_none_big(corpus, tmp_path):

@@ -10,6 +10,7 @@ through its checksum key (see LoadedModel.key).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,15 +36,21 @@ def prior_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.name[: -len(SUFFIX)] + PRIOR_SUFFIX)
 
 
-def model_dirs() -> list[Path]:
-    """$VQZIP_MODELS (os.pathsep-separated), then the models installed with the package, then the
-    source tree's models/ (running from a checkout)."""
-    dirs = [Path(p) for p in os.environ.get("VQZIP_MODELS", "").split(os.pathsep) if p]
+@cache
+def _installed_dirs() -> list[Path]:
+    """The package's models and the source tree's models/: fixed for the life of the process."""
+    dirs = []
     try:
         dirs.append(Path(str(resources.files("vqzip.models"))))
     except (ModuleNotFoundError, TypeError):
         pass
-    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    return dirs + [Path(__file__).resolve().parent.parent / "models"]
+
+
+def model_dirs() -> list[Path]:
+    """$VQZIP_MODELS (os.pathsep-separated), then the models installed with the package, then the
+    source tree's models/ (running from a checkout)."""
+    dirs = [Path(p) for p in os.environ.get("VQZIP_MODELS", "").split(os.pathsep) if p] + _installed_dirs()
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:
@@ -61,9 +68,8 @@ def available_models() -> list[str]:
 def resolve(name_or_path: str | os.PathLike | None) -> Path:
     """The weights file of a model given by name or by path (with or without the suffix)."""
     name = str(name_or_path or DEFAULT_MODEL)
-    candidates = [Path(name), Path(name + SUFFIX)] if (os.sep in name or name.endswith(SUFFIX)) else []
-    candidates += [d / (name + SUFFIX) for d in model_dirs()]
-    for c in candidates:
+    explicit = [Path(name), Path(name + SUFFIX)] if (os.sep in name or name.endswith(SUFFIX)) else []
+    for c in itertools.chain(explicit, (d / (name + SUFFIX) for d in model_dirs())):
         if c.is_file() and not c.name.endswith(PRIOR_SUFFIX):
             return c.resolve()
     raise ModelNotFound(f"model {name!r} not found; available: {', '.join(available_models()) or 'none'}")
@@ -82,12 +88,22 @@ def model_id(path: Path) -> int:
     return int.from_bytes(digest(path)[:2], "big")
 
 
+@lru_cache(maxsize=32)
+def _ids_in(d: Path, names: tuple[str, ...]) -> dict[int, Path]:
+    """Model id -> weights file, of the models in folder `d` while it holds the files `names`: decoding
+    a file finds its model without resolving and hashing every installed model's path again."""
+    ids: dict[int, Path] = {}
+    for p in _model_files(d):
+        ids.setdefault(model_id(p.resolve()), p.resolve())
+    return ids
+
+
 def find_by_id(mid: int) -> Path:
     """The installed model whose id is `mid`; the error names the id so the user can find it."""
     for d in model_dirs():
-        for p in _model_files(d):
-            if model_id(p.resolve()) == mid:
-                return p.resolve()
+        found = _ids_in(d, tuple(sorted(os.listdir(d)))).get(mid)
+        if found is not None:
+            return found
     raise ModelNotFound(f"this file needs model id {mid:04x}, which is not installed "
                         f"(installed: {', '.join(f'{n} ({model_id(resolve(n)):04x})' for n in available_models()) or 'none'}); "
                         "install it or point VQZIP_MODELS at its folder")
