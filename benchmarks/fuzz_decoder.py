@@ -37,11 +37,11 @@ def summary(state: dict, args: argparse.Namespace) -> dict:
         "decode_seconds": stats["decode_seconds"], "sessions": state.get("sessions", []),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version()},
-        "note": "each input: vqzip.api.decompress with the default limits, in worker processes of one torch thread, "
-                "niced beside other jobs on a shared machine; crash = any exception that is not a VqzipError; "
-                "over_1_gb = inputs after which the worker's ru_maxrss passed 1 GB; that peak includes torch and the "
-                "models (~0.35 GB) and, as a child's ru_maxrss does, the parent's resident size when it forked (the "
-                "campaign process, which built the corpus, ~0.4 GB), so it is an upper bound on any input's own peak",
+        "note": "each input: vqzip.api.decompress with the default limits, in spawned worker processes of one thread "
+                "each (torch, ONNX Runtime and numpy's BLAS); crash = any exception that is not a VqzipError; "
+                "over_2_s = wall clock (cpu_s beside it: the worker's own CPU time); over_1_gb = inputs after which "
+                "the worker's peak resident memory (VmHWM: its interpreter, torch, numpy and every model it has "
+                "loaded, up to 8) passed 1 GB",
         "crash_list": stats["crashes"][:20], "slow_list": stats["slow"][:20], "big_list": stats["big"][:20],
         "refusals": stats["refusals"],
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),

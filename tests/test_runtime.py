@@ -178,3 +178,17 @@ def test_photo_config_strides_are_the_codecs(downsamples: int) -> None:
     assert y.shape[-2:] == (side // config.latent_stride,) * 2
     assert z.shape[-2:] == (2, 2) and codec.h_s(z)[0].shape == y.shape
     assert x_hat.shape[-2:] == (side, side)
+
+
+def test_one_thread_children(monkeypatch):
+    """Worker processes started in the block get one BLAS/OpenMP thread; this process's variables are
+    restored after it, set or not."""
+    from vqzip.runtime import THREAD_VARS, one_thread_children
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    show = f"import os; print(' '.join(os.environ.get(v, '-') for v in {THREAD_VARS!r}))"
+    with one_thread_children():
+        child = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True).stdout.split()
+    assert child == ["1"] * len(THREAD_VARS)
+    assert os.environ["OMP_NUM_THREADS"] == "2" and "OPENBLAS_NUM_THREADS" not in os.environ

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from .coding import container
+from .runtime import one_thread_children
 
 SLOW_S = 2.0
 BIG_MB = 1024.0
@@ -489,8 +490,9 @@ def campaign(total: int, seed: int = 0, workers: int = 1, state_path: Path | Non
     procs: list[Any] = []
 
     def spawn() -> None:
-        p = ctx.Process(target=_worker, args=(corpus, seed, tasks, results), daemon=True)
-        p.start()
+        with one_thread_children():  # a worker of one thread (see there), whatever this process uses
+            p = ctx.Process(target=_worker, args=(corpus, seed, tasks, results), daemon=True)
+            p.start()
         procs.append(p)
 
     def feed() -> None:
@@ -512,7 +514,7 @@ def campaign(total: int, seed: int = 0, workers: int = 1, state_path: Path | Non
     for _ in range(workers):
         spawn()
     feed()
-    finished = False
+    finished, last_chunk = False, start_time
     try:
         while in_flight:
             start, stop, left, part, _ = results.get()
@@ -530,8 +532,9 @@ def campaign(total: int, seed: int = 0, workers: int = 1, state_path: Path | Non
                 stats.add(chunk_stats)
                 state["next_index"] = stop
             state["stats"] = stats.to_dict()
+            last_chunk = time.monotonic()
             if state_path is not None:
-                _save(state_path, {**state, "elapsed_s": round(state["elapsed_s"] + time.monotonic() - start_time, 1)})
+                _save(state_path, {**state, "elapsed_s": round(state["elapsed_s"] + last_chunk - start_time, 1)})
             done = state["next_index"] - started
             rate = done / max(time.monotonic() - start_time, 1e-9)
             log(f"{state['next_index']:,} inputs ({rate:,.0f}/s this session): {dict(stats.outcomes)}")
@@ -545,11 +548,14 @@ def campaign(total: int, seed: int = 0, workers: int = 1, state_path: Path | Non
             p.join(timeout=30 if finished else 0)
             if p.is_alive():
                 p.kill()
-    elapsed = time.monotonic() - start_time
-    state["elapsed_s"] = round(state["elapsed_s"] + elapsed, 1)
-    state["sessions"] = state.get("sessions", []) + [{"from": started, "to": state["next_index"], "seconds": round(elapsed, 1),
-                                                      "workers": workers,
-                                                      "inputs_per_s": round((state["next_index"] - started) / elapsed, 1)}]
-    if state_path is not None:
-        _save(state_path, state)
+        # this session, also when stopped (Ctrl-C, SIGTERM): up to its last chunk in index order, the
+        # work after that is done again on resuming
+        elapsed = last_chunk - start_time
+        state["elapsed_s"] = round(state["elapsed_s"] + elapsed, 1)
+        if state["next_index"] > started:
+            state["sessions"] = state.get("sessions", []) + [{
+                "from": started, "to": state["next_index"], "seconds": round(elapsed, 1), "workers": workers,
+                "inputs_per_s": round((state["next_index"] - started) / max(elapsed, 1e-9), 1)}]
+        if state_path is not None:
+            _save(state_path, state)
     return state

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..runtime import one_thread_children
 from . import codecs as refcodecs
 from . import metrics
 from .datasets import Images, load_target, pixels
@@ -259,9 +260,10 @@ def _run_reference(images: Images, jobs: list[tuple[str, int]], workers: int, ad
         finally:
             _IMAGES = saved
     elif tasks:
-        # spawn: workers start clean (no inherited torch/OpenMP state); the images are pickled once per worker.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(images,)) as pool:
+        # spawn: workers start clean (no inherited torch/OpenMP state), of one thread each (the pool starts
+        # its processes inside the block); the images are pickled once per worker.
+        with one_thread_children(), ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                                        initializer=_init_worker, initargs=(images,)) as pool:
             pending, queue = set(), iter(tasks)
             for t in queue:  # keep at most 2 tasks per worker in flight
                 pending.add(pool.submit(_ref_chunk, *t))

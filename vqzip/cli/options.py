@@ -35,7 +35,6 @@ Metadata = Annotated[Literal["all", "icc", "exif", "none"],
 
 
 Batch = Annotated[int, typer.Option("--batch", help="Images per network pass.", min=1)]
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # OpenMP, and numpy's BLAS
 
 
 def all_cores() -> int:
@@ -50,7 +49,7 @@ def apply_threads(n: int | None) -> int:
     """Use `n` threads (None: $OMP_NUM_THREADS where set, as torchrun sets it, else all cores): the
     OpenMP / BLAS variables, which numpy's BLAS reads when it is first imported (the commands import it
     after this runs), ONNX Runtime's sessions and, where loaded, torch.set_num_threads. Returns the number."""
-    from ..runtime import set_threads
+    from ..runtime import THREAD_VARS, set_threads
 
     if n is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
