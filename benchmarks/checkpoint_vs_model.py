@@ -1,7 +1,7 @@
 """A training checkpoint of the photo codec against a shipped photo model, during training: the float
-model's coded bpp (rounded latents, as coded), PSNR and rate-distortion loss on some Kodak images at
-the reference's qualities 1, 4 and 8 or --qualities (the checkpoint's matching ones, when it has
-qualities added below).
+model's coded bpp (rounded latents, as coded), PSNR and rate-distortion loss on some Kodak images (or
+the PNGs of any --data folder) at the reference's qualities 1, 4 and 8 or --qualities (the checkpoint's
+matching ones, when it has qualities added below).
 
     python benchmarks/checkpoint_vs_model.py ~/.cache/vqzip/runs/photo-cc/checkpoint.pt [--ref photo-hp] [--every 6]
         [--qualities 1 4 8 9]
@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--ref", default="photo-hp")
-    ap.add_argument("--every", type=int, default=6, help="every n-th Kodak image (6: 4 images)")
+    ap.add_argument("--every", type=int, default=6, help="every n-th image (6: 4 of Kodak's)")
     ap.add_argument("--qualities", type=int, nargs="+", default=[1, 4, 8], help="the reference's qualities")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("VQZIP_DATA", "../shared/data")) / "kodak")
     a = ap.parse_args()
@@ -56,7 +56,7 @@ def main() -> None:
     model.eval(), ref.eval()
     shift = model.qualities - ref.qualities
     files = sorted(a.data.glob("*.png"))[:: a.every]
-    print(f"step {ck['step']}, {len(files)} Kodak images")
+    print(f"step {ck['step']}, {len(files)} images of {a.data}")
     for q in (q - 1 for q in a.qualities):
         b1, p1, l1 = measure(model, q + shift, files)
         b0, p0, l0 = measure(ref, q, files)
