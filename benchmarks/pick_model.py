@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def main() -> None:
     ap.add_argument("--photo", default=DEFAULT_PHOTO_MODEL)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pick_model.json"))
     a = ap.parse_args()
-    results = {"command": "python benchmarks/pick_model.py " + " ".join(f"--sizes {' '.join(map(str, a.sizes))}".split()),
+    results = {"command": "python benchmarks/pick_model.py " + " ".join(sys.argv[1:]),
                "small_model": a.small, "photo_model": a.photo,
                "small_model_id": f"{api.load_model(a.small).model_id:04x}",
                "photo_model_id": f"{api.load_model(a.photo).model_id:04x}", "sizes": []}

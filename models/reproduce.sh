@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp, small-cb
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -121,7 +121,19 @@ small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails
     --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-hp" --test cifar10
 }
 
+small-cb() {  # small-hp with 4 channel-conditional slices and a checkerboard context (they start at zero
+  # corrections), trained on: to step 43,744 at lr 3e-4, then to STEPS at 1e-4 (the card says how many); its
+  # entropy model runs per 32x32 block, as each training crop was one (--prior-block 4: format version 6)
+  [ -f "$OUT/small-hp.safetensors" ] || small-hp
+  cb=(--data "$DATA" --arch hyperprior --downsamples 3 --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64
+      --channels 64 --latent 128 --hyper 64 --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --seed 0
+      --out "$OUT/small-cb" --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-cb" --init "$OUT/small-hp" --slices 4
+      --context 64 --checkerboard --prior-block 4 --compile)
+  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps 43744 --lr 3e-4 --no-evaluate
+  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps "${STEPS:-59679}" --lr 1e-4 --test cifar10
+}
+
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb}" >&2; exit 2 ;;
 esac

@@ -257,11 +257,11 @@ def test_rate_and_quality_targets(work, tiny_env):
     lines = proc.stderr.decode().strip().splitlines()
     assert proc.returncode == 0 and lines[0].startswith("warning: img.png: 5 bytes is out of reach"), lines
     assert f"makes {sizes[1]} bytes" in lines[0] and (work / "tiny.vqz").stat().st_size == sizes[1]
-    # a PSNR target with the shipped model, whose PSNR rises with quality: sample32.png reaches 25.68 dB at quality 3
+    # a PSNR target with a shipped model, whose PSNR rises with quality: sample32.png reaches 25.68 dB at quality 3
     sample = Path(__file__).resolve().parent / "data" / "sample32.png"
-    proc = run("encode", sample, "--psnr", "25", "-o", "p.vqz", cwd=work)
+    proc = run("encode", sample, "-m", "cifar10-rvq", "--psnr", "25", "-o", "p.vqz", cwd=work)
     assert proc.returncode == 0 and "quality 3" in run("info", "p.vqz", cwd=work).stdout.decode()
-    proc = run("encode", sample, "--psnr", "45", "-o", "p45.vqz", cwd=work)
+    proc = run("encode", sample, "-m", "cifar10-rvq", "--psnr", "45", "-o", "p45.vqz", cwd=work)
     assert "45 dB is out of reach for model cifar10-rvq; its highest quality, 10, reaches" in proc.stderr.decode()
     assert "quality 10" in run("info", "p45.vqz", cwd=work).stdout.decode()
     assert "not --size and -Q" in one_line_error(run("encode", "img.png", "--size", 100, "-Q", 2, cwd=work), 2)

@@ -308,6 +308,7 @@ def test_without_a_model_photos_go_to_the_photo_codec_once_one_is_set(
     monkeypatch.setenv("VQZIP_MODELS", os.pathsep.join([str(photo_env), str(tiny_models)]))
     monkeypatch.setattr(api, "AUTO_PHOTO_MODEL", "tiny-photo")
     monkeypatch.setattr(api, "DEFAULT_MODEL", "tiny-rvq")
+    monkeypatch.setattr(api, "TOKEN_MODEL", "tiny-rvq")
     side = api.PHOTO_MIN_SIDE
     photo, thumb = Image.fromarray(_image(side, side + 8)), Image.fromarray(_image(side - 1, 200))
     assert api.pick_model(side + 8, side) == "tiny-photo" and api.pick_model(200, side - 1) == "tiny-rvq"
@@ -609,6 +610,68 @@ def test_api_writes_version_5_for_a_checkerboard_model(tmp_path: Path, monkeypat
     back = np.asarray(api.decompress(data))
     assert back.shape == (70, 100, 3)
     assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
+
+
+BLOCKED = PhotoConfig(**{**CHECKERED.to_dict(), "prior_block": 4})
+
+
+def test_blocks_and_back_are_inverse() -> None:
+    x = np.arange(2 * 3 * 8 * 12).reshape(2, 3, 8, 12)
+    b = gaussian.to_blocks(x, 4)
+    assert b.shape == (12, 3, 4, 4) and (b[1] == x[0, :, 0:4, 4:8]).all() and (b[6] == x[1, :, 0:4, 0:4]).all()
+    assert (gaussian.from_blocks(b, 2, 8, 12) == x).all()
+
+
+def test_a_block_prior_gives_each_block_the_tables_it_gets_as_an_image_of_its_own() -> None:
+    """With prior_block, h_s and the contexts see each block alone (as training saw each crop): a grid's
+    tables are those of its blocks coded as separate images, not the whole grid's; tokens round-trip."""
+    from vqzip.training.rd import coder_tensors
+
+    model, whole = _sliced(config=BLOCKED)
+    blocked = HyperpriorCoder(coder_tensors(model), BLOCKED.prior_block)
+    y, z = _tokens(model, 2)  # y grids of 8 x 4 positions: two blocks each
+    table, base = blocked.params(z, y)
+    alone = whole.params(gaussian.to_blocks(z, 1), gaussian.to_blocks(y, 4))
+    assert all((got == gaussian.from_blocks(a, 2, 8, 4)).all() for got, a in zip((table, base), alone))
+    assert (table != whole.params(z, y)[0]).any()
+    _round_trip_with_escapes(model, blocked)
+
+
+def test_api_writes_version_6_for_a_block_prior_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from vqzip import api, zoo
+    from vqzip.coding import container
+    from vqzip.errors import VqzipError
+    from vqzip.training.rd import coder_tensors
+
+    model, _ = _sliced(config=BLOCKED)
+    zoo.save_photo_model(tmp_path / "blocked.safetensors", model, coder_tensors(model))
+    (tmp_path / "blocked.json").write_text('{"kind": "hyperprior", "default_quality": 1}')
+    monkeypatch.setenv("VQZIP_MODELS", str(tmp_path))
+    m = zoo.load_model("blocked")
+    assert m.config.prior_block == m.prior.block == 4 and m.stride == 64  # images pad to whole blocks
+    img = _image(70, 100)
+    data = api.encode_batch(img[None], m, 2)[0].data
+    assert container.parse_header(data)[0].version == container.BLOCK_VERSION == 6
+    assert np.asarray(api.decompress(data)).shape == (70, 100, 3)
+    assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
+    with pytest.raises(VqzipError, match="block by block"):
+        api.compress_images([Image.fromarray(img)], m, 2, effort=2)
+    older = bytearray(data)
+    older[2] = container.CHECKERBOARD_VERSION  # the same payload claimed as whole-grid coding: refused
+    with pytest.raises(FormatError, match="does not fit"):
+        api.decompress(bytes(older))
+
+
+def test_a_prior_block_must_be_the_training_crop() -> None:
+    from vqzip.training.rd import RDConfig
+
+    with pytest.raises(ValueError, match="must be 0 or a multiple of 4"):
+        PhotoConfig(prior_block=2)
+    with pytest.raises(ValueError, match="not the --crop 128"):
+        RDConfig(steps=1, codec=PhotoConfig(prior_block=4), crop=128)
+    assert RDConfig(steps=1, codec=PhotoConfig(prior_block=4), crop=64).crop == 64
 
 
 def test_residual_blocks_start_as_the_identity_and_export_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

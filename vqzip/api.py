@@ -22,7 +22,7 @@ from .coding.entropy import payload_floor
 from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .runtime import requires_torch
-from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, LoadedModel, available_models, find_by_id, load_model
+from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, TOKEN_MODEL, LoadedModel, available_models, find_by_id, load_model
 
 TILE_PIXELS = 512  # a token model's tiles, in pixels per side: bounds memory for any image size and stride
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
@@ -106,13 +106,17 @@ def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int =
     latent stride, 16 for photos; sizes rounded up to multiples of 4s). `effort` > 0 refines them
     with that many gradient steps per image (codec.hyperprior.refine_latents, in torch; images up to
     EFFORT_MAX_PIXELS)."""
-    from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT
+    from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, from_blocks, to_blocks
 
     x, q = _pad(images, m.stride), np.full(len(images), quality - 1, np.int64)
     s = m.config.latent_stride
     y = tiled(lambda t: m.nets.run("analysis", x=to_unit(t), q=q), x, (x.shape[2] // s, x.shape[3] // s), s, 1,
               PHOTO_TILE)
-    z = m.nets.run("hyper_analysis", y=y)
+    b = m.config.prior_block  # h_a runs on each block as on a training crop: one z position per block
+    z = from_blocks(m.nets.run("hyper_analysis", y=to_blocks(y, b)), len(y), y.shape[2] // 4, y.shape[3] // 4) if b else \
+        m.nets.run("hyper_analysis", y=y)
+    if effort > 0 and b:  # refine_latents prices the whole grid at once, which this model's coder never does
+        raise VqzipError(f"--effort is for photo codecs; model {m.name} codes its tokens block by block")
     if effort > 0 and images.shape[1] * images.shape[2] <= EFFORT_MAX_PIXELS:
         torch = requires_torch("--effort")
         from .codec.hyperprior import refine_latents
@@ -177,13 +181,16 @@ PRIORS = ("auto", "context", "static")
 
 def format_version(m: LoadedModel, prior: str = "auto") -> int:
     """The .vqz version to write: 3 for a photo codec (its hyperprior), 4 for one coding its latent in
-    channel-conditional slices, 5 for one coding each slice in two checkerboard halves; else 2 (context
-    prior) when the model has one and `prior` allows it, else 1 (static tables)."""
+    channel-conditional slices, 5 for one coding each slice in two checkerboard halves, 6 for one whose
+    entropy model runs block by block (prior_block); else 2 (context prior) when the model has one and
+    `prior` allows it, else 1 (static tables)."""
     if prior not in PRIORS:
         raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
     if m.is_hyperprior:
         if prior != "auto":
             raise VqzipError(f"model {m.name} codes with its own hyperprior; --prior {prior} is for token models")
+        if m.config.prior_block:
+            return container.BLOCK_VERSION
         if m.prior.context.checkerboard:
             return container.CHECKERBOARD_VERSION
         return container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION
@@ -326,11 +333,11 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
     return [out[i] for i in range(len(prepared))]
 
 
-# Photos at least this many pixels on their short side go to the photo codec: on Kodak downsampled
-# to a short side of 56 px photo-cc128 needs 7 % more bits than cifar10-rvq for the same PSNR, at 64 px
-# 6 % fewer, at 80-128 px 1-27 % fewer (benchmarks/pick_model.py, results/pick_model-photo-cc128.json;
-# photo-hp, 8 % worse, crossed over only at 112 px: results/pick_model.json).
-PHOTO_MIN_SIDE = 64
+# Photos at least this many pixels on their short side go to the photo codec: on Kodak box-downsampled
+# to a short side of 192 px photo-cbr128 needs 3.7 % more bits than small-cb for the same PSNR (+4 to
+# +54 % from 32 to 160 px), at 256 px 1.2 % fewer (benchmarks/pick_model.py,
+# results/pick_model-small-cb.json; against cifar10-rvq, photo-cc128 won from 64 px: pick_model-photo-cc128.json).
+PHOTO_MIN_SIDE = 256
 # The photo codec photos go to; None would send every image to the small-image model.
 AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
 
@@ -338,9 +345,11 @@ AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
 def pick_model(width: int, height: int, prior: str = "auto") -> str:
     """The model for an image when none is named: AUTO_PHOTO_MODEL (when set and installed) for images
     at least PHOTO_MIN_SIDE pixels on their short side, the small-image model otherwise. A `prior`
-    other than "auto" chooses how tokens are coded, which only the small-image model's files have."""
+    other than "auto" chooses how tokens are coded, which only a token model's files have: TOKEN_MODEL."""
+    if prior != "auto":
+        return TOKEN_MODEL
     photo = AUTO_PHOTO_MODEL
-    if photo and prior == "auto" and min(width, height) >= PHOTO_MIN_SIDE and photo in available_models():
+    if photo and min(width, height) >= PHOTO_MIN_SIDE and photo in available_models():
         return photo
     return DEFAULT_MODEL
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import ModelNotFound
 
-DEFAULT_MODEL = "cifar10-rvq"  # small images, and the model load_model(None) gives
+DEFAULT_MODEL = "small-cb"  # small images (api.pick_model), and the model load_model(None) gives
+TOKEN_MODEL = "cifar10-rvq"  # what --prior static|context without -m codes with: a token model has such tables
 DEFAULT_PHOTO_MODEL = "photo-cbr128"  # photos (api.pick_model)
 SUFFIX = ".safetensors"
 PRIOR_SUFFIX = ".prior.safetensors"
@@ -247,7 +248,7 @@ def _load(path: Path) -> LoadedModel:
         from .coding.gaussian import HyperpriorCoder
 
         try:
-            coder = HyperpriorCoder({k[len(PHOTO_CODER_PREFIX):]: v for k, v in tables.items()})
+            coder = HyperpriorCoder({k[len(PHOTO_CODER_PREFIX):]: v for k, v in tables.items()}, config.prior_block)
         except (KeyError, ValueError) as exc:
             raise ModelNotFound(f"{path} holds no valid hyperprior tables ({exc})") from None
         return LoadedModel(name, path, config, coder, read_card(path))

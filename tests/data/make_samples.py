@@ -10,7 +10,8 @@ their model by id, so such a file must still find it. `--metadata` writes sample
 `--photo-hp` writes sample-v3.vqz, a 128x128 crop coded by the photo codec photo-hp (format version 3),
 with its image and side tokens; `--photo-cc` sample-v4.vqz, the same crop coded by photo-cc (version 4:
 the hyperprior in channel-conditional slices); `--photo-cb` sample-v5.vqz, by photo-cb128 (version 5:
-the slices in checkerboard halves).
+the slices in checkerboard halves); `--small-cb` sample-v6.vqz, by small-cb (version 6: its
+hyperprior run block by block).
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def main() -> None:
         return photo_sample("photo-cc", 5, 4)
     if sys.argv[1:] == ["--photo-cb"]:
         return photo_sample("photo-cb128", 5, 5)
+    if sys.argv[1:] == ["--small-cb"]:
+        return photo_sample("small-cb", 4, 6)
     if sys.argv[1:] == ["--photo-v1"]:
         return photo_v1_sample()
     if sys.argv[1:] == ["--metadata"]:

@@ -242,7 +242,8 @@ def decode(
         raise typer.Exit(1)
 
 
-CODINGS = {1: "static tables", 2: "context prior", 3: "hyperprior"}  # what each .vqz version's payload is coded with
+CODINGS = {1: "static tables", 2: "context prior", 3: "hyperprior", 4: "hyperprior in slices",  # each version's coding
+           5: "hyperprior in checkerboard slices", 6: "hyperprior block by block"}
 
 
 def info(inputs: opt.Inputs, as_json: opt.Json = False) -> None:

@@ -98,6 +98,11 @@ def train(
                                              "--latent: the new channels' bits enter the loss ramped from 0 to "
                                              "full over this many steps, so they learn to carry something "
                                              "before they pay for it.")] = 0,
+    prior_block: Annotated[int, typer.Option("--prior-block", min=0, help="hyperprior: code with the entropy "
+                                             "model run block by block, each of this many token positions a side "
+                                             "as if an image of its own (format version 6); it must be what a crop "
+                                             "is (--crop / the latent stride), so that images larger than a crop "
+                                             "are coded as training saw them. 0: the whole grid.")] = 0,
     compile_steps: Annotated[bool, typer.Option("--compile", help="hyperprior: compile the training pass "
                                                 "(torch.compile; needs a C++ compiler): about 15 % faster steps "
                                                 "after a minute or two of compiling.")] = False,
@@ -111,7 +116,7 @@ def train(
     if arch == "hyperprior":
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
                           _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context, checkerboard,
-                                        residual), thumbnails,
+                                        residual, prior_block), thumbnails,
                           crops, data, compile_steps, latent_ramp)
         return
     if arch != "tokens":
@@ -183,7 +188,8 @@ def _rd_default(name: str, value: float) -> float:
 
 
 def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | None, lambdas: str | None,
-                  slices: int = 1, context: int = 96, checkerboard: bool = False, residual: int = 0) -> Any:
+                  slices: int = 1, context: int = 96, checkerboard: bool = False, residual: int = 0,
+                  prior_block: int = 0) -> Any:
     """The PhotoConfig of `vqzip train --arch hyperprior`'s options; token-codec defaults become its own."""
     from ..codec.config import LAMBDAS, PhotoConfig
 
@@ -201,7 +207,7 @@ def _photo_config(channels: int, latent: int, hyper: int, downsamples: int | Non
     try:
         return PhotoConfig(channels=int(_rd_default("channels", channels)), latent=latent, hyper=hyper, lambdas=lams,
                            downsamples=ds, slices=slices, context=context, checkerboard=checkerboard,
-                           residual=residual)
+                           residual=residual, prior_block=prior_block)
     except ValueError as exc:
         fail(one_line(exc), 2)
 
@@ -339,7 +345,8 @@ def _photo_init(init: str, config: Any, seed: int) -> dict[str, Any]:
     m = load_model(init)
     if not m.is_hyperprior or replace(m.codec.config, lambdas=config.lambdas, slices=config.slices,
                                       context=config.context, channels=config.channels, latent=config.latent,
-                                      checkerboard=config.checkerboard, residual=config.residual) != config:
+                                      checkerboard=config.checkerboard, residual=config.residual,
+                                      prior_block=config.prior_block) != config:
         raise VqzipError(f"--init {init}: not a photo codec of this configuration")
     old = m.codec.config
     if config.residual < old.residual:

@@ -85,12 +85,19 @@ class PhotoConfig:
     context: int = 96  # hidden channels of each slice's context network (slices > 1)
     checkerboard: bool = False  # each slice's second half (checkerboard) also conditioned on its first
     residual: int = 0  # residual blocks after each of the transforms' two middle layers (deeper transforms)
+    # The entropy model (h_a, h_s, the slice and checkerboard contexts) runs on blocks of this many token
+    # positions a side, each as an image of its own, as in training when every crop was one block
+    # (small-image models, 32x32 crops): on a whole larger grid it would meet neighbours it never saw.
+    # 0: on the whole grid (photo models). Files of such a model are format version 6.
+    prior_block: int = 0
 
     def __post_init__(self) -> None:
         if self.slices < 1 or self.latent % self.slices:
             raise ValueError(f"--slices {self.slices}: must divide the {self.latent} latent channels")
         if self.residual < 0:
             raise ValueError(f"--residual {self.residual}: must be 0 or more")
+        if self.prior_block < 0 or self.prior_block % 4:
+            raise ValueError(f"prior_block {self.prior_block}: must be 0 or a multiple of 4 (a hyper-latent position)")
 
     @property
     def latent_stride(self) -> int:
@@ -99,12 +106,13 @@ class PhotoConfig:
 
     @property
     def stride(self) -> int:
-        """Pixels per hyper-latent position (4x the tokens'): images are padded to a multiple of this."""
-        return 4 * self.latent_stride
+        """Pixels per hyper-latent position (4x the tokens'), or per prior block where that is larger:
+        images are padded to a multiple of this."""
+        return max(4, self.prior_block) * self.latent_stride
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("checkerboard", "residual"):  # as models written before these options have it
+        for key in ("checkerboard", "residual", "prior_block"):  # as models written before these options have it
             if not d[key]:
                 del d[key]
         return d

@@ -1,9 +1,9 @@
-"""The .vqz byte layout, versions 1 and 2 (docs/format.md): build, parse, validate. Knows nothing of torch.
+"""The .vqz byte layout, versions 1 to 6 (docs/format.md): build, parse, validate. Knows nothing of torch.
 
-The two versions share one layout; the version says how the payload was coded: 1 = the model's static
-per-level tables, 2 = the model's context prior. The version byte's high bit (METADATA_BIT) says that a
-metadata section (ICC profile, EXIF) follows the alpha section; files without one are byte for byte
-what they were before the section existed.
+The versions share one layout; the version says how the payload was coded: 1 = the model's static
+per-level tables, 2 = the model's context prior, 3 to 6 = a photo codec's hyperprior. The version
+byte's high bit (METADATA_BIT) says that a metadata section (ICC profile, EXIF) follows the alpha
+section; files without one are byte for byte what they were before the section existed.
 
 Every length and size is checked before anything is allocated from it, so a hostile header cannot
 make the decoder reserve gigabytes.
@@ -20,8 +20,9 @@ VERSION = 2  # written when the model has a context prior; version 1 otherwise
 HYPERPRIOR_VERSION = 3  # written by the photo codec (codec.hyperprior, coding.gaussian)
 SLICED_VERSION = 4  # written by a photo codec whose latent is coded in channel-conditional slices
 CHECKERBOARD_VERSION = 5  # ... whose slices are also coded in two checkerboard halves, the second after the first
-PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION)
-VERSIONS = (1, 2, 3, 4, 5)  # read
+BLOCK_VERSION = 6  # written by a photo codec whose entropy model runs block by block (PhotoConfig.prior_block)
+PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION, BLOCK_VERSION)
+VERSIONS = (1, 2, 3, 4, 5, 6)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
@@ -41,7 +42,8 @@ class Header:
     height: int
     mode: str  # one of MODES
     quality: int  # 1..64
-    version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior, 4: in slices, 5: and in checkerboards
+    version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior, 4: in slices, 5: and in checkerboards,
+    # 6: hyperprior run block by block
     has_metadata: bool = False  # a metadata section (ICC profile, EXIF) follows the alpha section
 
     def __post_init__(self) -> None:

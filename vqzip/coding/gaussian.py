@@ -282,6 +282,19 @@ class IntegerSliceContext:
         return net.run(np.concatenate([t, m.astype(np.float64), ls.astype(np.float64)], 1)).astype(np.int64)
 
 
+def to_blocks(x: np.ndarray, block: int) -> np.ndarray:
+    """(N, C, H, W) -> (N * H/block * W/block, C, block, block): each block as an image of its own, in
+    raster order of blocks within each image (PhotoConfig.prior_block)."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // block, block, w // block, block).transpose(0, 2, 4, 1, 3, 5).reshape(-1, c, block, block)
+
+
+def from_blocks(x: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
+    """The inverse of to_blocks: blocks (N * blocks, C, b, b) back to (N, C, h, w)."""
+    c, b = x.shape[1], x.shape[2]
+    return x.reshape(n, h // b, w // b, c, b, b).transpose(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
+
+
 def table_index(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(table index, integer part of the mean) of each token from the fixed-point h_s outputs."""
     k = np.clip((log_scale - round(LOG2_SCALE_MIN * ONE)) // (ONE // SCALE_STEPS), 0, SCALES - 1)
@@ -301,7 +314,8 @@ ESCAPE_COST = -np.log2(escape_table() / escape_table().sum())  # bits of each Ex
 class HyperpriorCoder:
     """Codes each image's tokens, y (M, h, w) and z (C, h/4, w/4), into one payload and back."""
 
-    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+    def __init__(self, tensors: dict[str, np.ndarray], block: int = 0) -> None:
+        self.block = block  # token positions a side of the blocks h_s and the contexts run on (0: the whole grid)
         self.hs = IntegerHyperSynthesis({k[3:]: v for k, v in tensors.items() if k.startswith("hs.")})
         self.context = IntegerSliceContext({k: v for k, v in tensors.items() if k.startswith(("ctx", "sp"))})
         self.z_freq = np.asarray(tensors["z_tables"], dtype=np.int64)
@@ -354,6 +368,8 @@ class HyperpriorCoder:
     def params(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)
         and y tokens (N, M, h, w): what the decoder derives slice by slice (half by half), all at once."""
+        n, _, h, w = y.shape
+        z, y = self._blocks(z, 4), self._blocks(y)
         mean, log_scale = self.hs(z)
         width = self.context.width(mean.shape[1])
         parts = []
@@ -362,7 +378,16 @@ class HyperpriorCoder:
             if self.context.checkerboard:
                 m, ls = self.context.spatial(s, m, ls, y[:, s * width: (s + 1) * width])
             parts.append((m, ls))
-        return table_index(np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1))
+        table, base = table_index(np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1))
+        return self._unblocks(table, n, h, w), self._unblocks(base, n, h, w)
+
+    def _blocks(self, x: np.ndarray, per_position: int = 1) -> np.ndarray:
+        """A grid (N, C, H, W) as the entropy model runs it: whole, or as blocks of self.block token
+        positions (per_position: token positions per position of x, 4 for z)."""
+        return to_blocks(x, self.block // per_position) if self.block else x
+
+    def _unblocks(self, x: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
+        return from_blocks(x, n, h, w) if self.block else x
 
     def _groups(self, width: int, h: int, w: int) -> list[np.ndarray]:
         """Positions (in one slice's flat (channel, row, column) order) of the groups coded one after
@@ -377,9 +402,8 @@ class HyperpriorCoder:
         table), and its segments (start, end, run): the tokens of one run of same-length tables."""
         order = np.argsort(t, kind="stable")
         runs = self._run_of[t[order]]
-        cuts = np.flatnonzero(np.diff(runs)) + 1
-        starts, ends = np.r_[0, cuts], np.r_[cuts, len(t)]
-        return order, [(int(a), int(b), int(runs[a])) for a, b in zip(starts, ends)]
+        starts = [0, *(np.flatnonzero(np.diff(runs)) + 1).tolist()] if len(t) else []
+        return order, list(zip(starts, [*starts[1:], len(t)], runs[starts].tolist()))
 
     def _rows(self, run: int, tables: np.ndarray) -> np.ndarray | None:
         """One table row per token for a single coder call, or None where that would take more than
@@ -472,18 +496,18 @@ class HyperpriorCoder:
                 for ch in range(c):
                     z[i, ch] = d.decode_with(self._model("z", ch), hz * wz).reshape(hz, wz) - Z_SUPPORT
             decoders.append(d)
-        mean, log_scale = self.hs(z)
+        mean, log_scale = self.hs(self._blocks(z, 4))  # per block where the model has blocks, as m and ls below
         y = np.empty((len(payloads), latent, h, w), np.int64)
         n, width = len(payloads), self.context.width(latent)
         for sl in range(self.context.slices):  # a slice's tables need the tokens of the slices before
             part = slice(sl * width, (sl + 1) * width)
-            m, ls = self.context(sl, mean, log_scale, y)
+            m, ls = self.context(sl, mean, log_scale, self._blocks(y))
             flat = np.zeros((n, width * h * w), np.int64)
             for g, positions in enumerate(self._groups(width, h, w)):
                 if g:  # the checkerboard's second half: its tables need the anchors' tokens
                     y[:, part] = flat.reshape(n, width, h, w)
-                    m, ls = self.context.spatial(sl, m, ls, y[:, part])
-                table, base = table_index(m, ls)
+                    m, ls = self.context.spatial(sl, m, ls, self._blocks(y[:, part]))
+                table, base = (self._unblocks(a, n, h, w) for a in table_index(m, ls))
                 table, base = table.reshape(n, -1)[:, positions], base.reshape(n, -1)[:, positions]
                 for i, d in enumerate(decoders):
                     flat[i, positions] = self._decode_slice(d, table[i]) + base[i]

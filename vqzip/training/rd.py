@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,9 @@ class RDConfig:
     def __post_init__(self) -> None:
         if self.crop % self.codec.stride:
             raise ValueError(f"--crop {self.crop} is not a multiple of the model's stride, {self.codec.stride} pixels")
+        block = self.codec.prior_block * self.codec.latent_stride
+        if block and block != self.crop:  # training runs the entropy model on whole crops: they must be its blocks
+            raise ValueError(f"--prior-block {self.codec.prior_block} is {block} pixels, not the --crop {self.crop}")
 
 
 def crops_for_step(photos: list[np.ndarray], step: int, cfg: RDConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +162,8 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
     step = 0
     if ckpt.is_file():
         state = load_checkpoint(ckpt)
-        if PhotoConfig.from_dict(state["config"]) != cfg.codec:
+        saved = PhotoConfig.from_dict(state["config"])  # the prior block changes coding, not training (a crop is one block)
+        if replace(saved, prior_block=cfg.codec.prior_block) != cfg.codec:
             raise ValueError(f"{ckpt} holds a model of another configuration ({state['config']})")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -238,7 +242,9 @@ def entropy_model_text(c: PhotoConfig) -> str:
                  "an integer context network from the slices before")
     if c.checkerboard:
         text += "; each slice coded in two checkerboard halves, the second's corrected from the first's tokens"
-    return text + f" (format version {5 if c.checkerboard else 4 if c.slices > 1 else 3})"
+    if c.prior_block:
+        text += f"; all of it run on each block of {c.prior_block}x{c.prior_block} token positions alone, as on a training crop"
+    return text + f" (format version {6 if c.prior_block else 5 if c.checkerboard else 4 if c.slices > 1 else 3})"
 
 
 def export_photo(model: PhotoCodec, out: Path, card: dict[str, Any], test_images: list[np.ndarray] | None = None,
