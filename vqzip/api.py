@@ -108,15 +108,15 @@ def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int =
     EFFORT_MAX_PIXELS)."""
     from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, from_blocks, to_blocks
 
+    b = m.config.prior_block  # h_a runs on each block as on a training crop: one z position per block
+    if effort > 0 and b:  # refine_latents prices the whole grid at once, which this model's coder never does
+        raise VqzipError(f"--effort is for photo codecs; model {m.name} codes its tokens block by block")
     x, q = _pad(images, m.stride), np.full(len(images), quality - 1, np.int64)
     s = m.config.latent_stride
     y = tiled(lambda t: m.nets.run("analysis", x=to_unit(t), q=q), x, (x.shape[2] // s, x.shape[3] // s), s, 1,
               PHOTO_TILE)
-    b = m.config.prior_block  # h_a runs on each block as on a training crop: one z position per block
     z = from_blocks(m.nets.run("hyper_analysis", y=to_blocks(y, b)), len(y), y.shape[2] // 4, y.shape[3] // 4) if b else \
         m.nets.run("hyper_analysis", y=y)
-    if effort > 0 and b:  # refine_latents prices the whole grid at once, which this model's coder never does
-        raise VqzipError(f"--effort is for photo codecs; model {m.name} codes its tokens block by block")
     if effort > 0 and images.shape[1] * images.shape[2] <= EFFORT_MAX_PIXELS:
         torch = requires_torch("--effort")
         from .codec.hyperprior import refine_latents
