@@ -73,6 +73,15 @@ def test_many_inputs_to_a_folder(work):
     assert sorted(p.name for p in (work / "out").iterdir()) == ["m0.vqz", "m1.vqz", "m2.vqz"]
 
 
+def test_out_dir_is_created_and_must_be_a_folder(work):
+    proc = run("encode", "img.png", "-O", "new/deeper", "-m", "tiny-rvq", cwd=work)
+    assert proc.returncode == 0 and (work / "new" / "deeper" / "img.vqz").is_file()
+    back = run("decode", "new/deeper/img.vqz", "-O", "pngs", cwd=work)
+    assert back.returncode == 0 and (work / "pngs" / "img.png").is_file()
+    (work / "plain").write_text("a file")
+    assert "plain is not a folder" in one_line_error(run("encode", "img.png", "-O", "plain", "-m", "tiny-rvq", cwd=work), 2)
+
+
 def test_not_an_image(work):
     (work / "notes.png").write_text("hello")
     assert "not an image" in one_line_error(run("encode", "notes.png", "-m", "tiny-rvq", cwd=work))

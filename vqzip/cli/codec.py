@@ -122,7 +122,7 @@ def encode(
                     continue
                 enc, qi = coded[j]
                 try:
-                    if under is not None:
+                    if out_dir is not None:
                         make_parent(dests[i])
                     emit(dests[i], enc.data, force)
                 except DiskFull as exc:
@@ -223,7 +223,7 @@ def decode(
                     (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt, **kept)
                 except (OSError, ValueError, KeyError) as exc:
                     raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
-                if under is not None:
+                if out_dir is not None:
                     make_parent(target)
                 emit(target, buf.getvalue(), force)
             except DiskFull as exc:

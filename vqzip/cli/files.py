@@ -131,12 +131,12 @@ def emit(target: Path | str, data: bytes, force: bool) -> None:
 def targets(inputs: list[str], output: str | None, out_dir: Path | None, suffix: str,
             under: list[Path] | None = None) -> list[Path | str]:
     """Where each input's result goes: -o for one input, -O DIR for many (in the sub-folder `under[i]`
-    of it, mirroring a tree), else beside the input."""
+    of it, mirroring a tree; DIR is created on the first write, as `mkdir -p` would), else beside the input."""
     if output and len(inputs) > 1:
         fail("-o names one output; use -O DIR for several inputs", 2)
     if output and out_dir:
         fail("use either -o or -O, not both", 2)
-    if out_dir and not out_dir.is_dir():
+    if out_dir and out_dir.exists() and not out_dir.is_dir():
         fail(f"{out_dir} is not a folder", 2)
     if output:
         return [output if output == STDIO else Path(output)]

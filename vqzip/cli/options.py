@@ -19,7 +19,8 @@ from ..coding.container import DEFAULT_MAX_PIXELS, MAX_PIXELS
 # --- files in, files out (encode, decode, info) ---------------------------------------------------------
 
 Inputs = Annotated[list[str], typer.Argument(help="Input files; '-' reads standard input.", show_default=False)]
-OutDir = Annotated[Path | None, typer.Option("-O", "--out-dir", help="Folder for the outputs of many inputs.")]
+OutDir = Annotated[Path | None, typer.Option("-O", "--out-dir",
+                                              help="Folder for the outputs of many inputs (created if missing).")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive",
                                          help="Take folders: every file beneath them that this command reads; the "
                                               "rest is counted as skipped. -O DIR mirrors the tree; without -O each "

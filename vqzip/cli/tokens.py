@@ -215,7 +215,7 @@ def detokenize(
 
     if out_dir is None:
         fail("name the folder for the images with -O DIR", 2)
-    if not out_dir.is_dir():
+    if out_dir.exists() and not out_dir.is_dir():
         fail(f"{out_dir} is not a folder", 2)
     try:
         ts = tokenset.read(source)
