@@ -334,9 +334,9 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
 
 
 # Photos at least this many pixels on their short side go to the photo codec: on Kodak box-downsampled
-# to a short side of 192 px photo-cbr128 needs 3.7 % more bits than small-cb for the same PSNR (+4 to
-# +54 % from 32 to 160 px), at 256 px 1.2 % fewer (benchmarks/pick_model.py,
-# results/pick_model-small-cb.json; against cifar10-rvq, photo-cc128 won from 64 px: pick_model-photo-cc128.json).
+# to a short side of 192 px photo-cbr128 needs 5.1 % more bits than small-cb2 for the same PSNR (+5 to
+# +55 % from 32 to 160 px), at 256 px 0.4 % more, a tie (benchmarks/pick_model.py,
+# results/pick_model-small-cb2.json; against small-cb 1.2 % fewer there: pick_model-small-cb.json).
 PHOTO_MIN_SIDE = 256
 # The photo codec photos go to; None would send every image to the small-image model.
 AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
