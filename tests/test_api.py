@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqzip import api
+from vqzip import api, zoo
 from vqzip.coding import container
 from vqzip.errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 
@@ -129,8 +129,6 @@ def test_prior_choice_errors(model, ctx_model):
 def test_version_2_needs_its_exact_prior(ctx_model, tiny_env, monkeypatch, tmp_path):
     import shutil
 
-    from vqzip import zoo
-
     data = api.compress(rgb(8, 8), ctx_model, 2)
     copy = tmp_path / "models"
     copy.mkdir()
@@ -160,6 +158,31 @@ def test_a_model_installed_later_is_found(model, tiny_env, monkeypatch, tmp_path
         api.decompress(data)
     shutil.copy(tiny_env / "tiny-rvq.safetensors", folder)
     assert api.decompress(data).size == (8, 8)
+
+
+def test_find_by_id_hashes_only_the_model_its_card_names(tiny_env, monkeypatch, tmp_path):
+    """A card naming the id is checked first (one model hashed, not every installed one); a card that
+    names a wrong id, or none, is only a hint: the search over every model's digest still finds it."""
+    import json
+    import shutil
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copy(tiny_env / "tiny-rvq.safetensors", folder / f"{name}.safetensors")
+        with open(folder / f"{name}.safetensors", "ab") as f:
+            f.write(name.encode())  # three different digests: only the digests are read here
+    ids = {n: zoo.model_id(folder / f"{n}.safetensors") for n in "abc"}
+    (folder / "c.json").write_text(json.dumps({"model_id": f"{ids['c']:04x}"}))
+    (folder / "a.json").write_text(json.dumps({"model_id": f"{ids['c']:04x}"}))  # a wrong claim
+    monkeypatch.setenv("VQZIP_MODELS", str(folder))
+    zoo.digest.cache_clear()
+    hashed = []
+    real = zoo.digest.__wrapped__
+    monkeypatch.setattr(zoo, "digest", lambda p: hashed.append(p.name) or real(p))
+    assert zoo.find_by_id(ids["c"]).name == "c.safetensors" and sorted(hashed) == ["a.safetensors", "c.safetensors"]
+    hashed.clear()
+    assert zoo.find_by_id(ids["b"]).name == "b.safetensors" and "b.safetensors" in hashed
 
 
 def test_measure_priors_matches_real_files(ctx_model):

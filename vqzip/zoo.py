@@ -99,8 +99,26 @@ def _ids_in(d: Path, names: tuple[str, ...]) -> dict[int, Path]:
     return ids
 
 
+def _claiming(d: Path, mid: int) -> list[Path]:
+    """The weights files in folder `d` whose model card names id `mid`: checked first, so that decoding
+    hashes one model, not every installed one (about 150 MB, 0.13 s a process here)."""
+    claims = []
+    for p in _model_files(d):
+        try:
+            if json.loads(p.with_suffix(".json").read_text()).get("model_id") == f"{mid:04x}":
+                claims.append(p.resolve())
+        except (OSError, ValueError, AttributeError):
+            continue  # no card, or not one: the full search below still finds the model
+    return claims
+
+
 def find_by_id(mid: int) -> Path:
-    """The installed model whose id is `mid`; the error names the id so the user can find it."""
+    """The installed model whose id is `mid` (a card's claim is only a hint: the weights' digest
+    decides); the error names the id so the user can find it."""
+    for d in model_dirs():
+        for p in _claiming(d, mid):
+            if model_id(p) == mid:
+                return p
     for d in model_dirs():
         found = _ids_in(d, tuple(sorted(os.listdir(d)))).get(mid)
         if found is not None:
