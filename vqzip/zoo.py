@@ -105,7 +105,7 @@ def _claiming(d: Path, mid: int) -> list[Path]:
     claims = []
     for p in _model_files(d):
         try:
-            if json.loads(p.with_suffix(".json").read_text()).get("model_id") == f"{mid:04x}":
+            if read_card(p).get("model_id") == f"{mid:04x}":
                 claims.append(p.resolve())
         except (OSError, ValueError, AttributeError):
             continue  # no card, or not one: the full search below still finds the model
