@@ -59,20 +59,23 @@ def test_the_metadata_sample_decodes_with_its_metadata() -> None:
     assert img.getexif()[0x010F] == "vqzip sample camera" and img.getexif()[0x0112] == 1
 
 
-@pytest.mark.parametrize("version, model", [(3, "photo-hp-v1"), (4, "photo-cc"), (5, "photo-cb128"), (6, "small-cb")])
+@pytest.mark.parametrize("version, model", [(3, "photo-hp-v1"), (4, "photo-cc"), (5, "photo-cb128"), (6, "small-cb"),
+                                            (7, "photo-cbr128"), (8, "small-cb2")])
 def test_the_photo_codec_samples_decode_to_their_tokens(version: int, model: str) -> None:
     """Version 3 (the photo codec's hyperprior), 4 (the hyperprior in channel-conditional slices), 5
-    (the slices in checkerboard halves) and 6 (small-cb's checkerboard slices run block by block):
-    the committed file decodes to the tokens it was made from, and those tokens still code to its
-    payload byte for byte."""
+    (the slices in checkerboard halves), 6 (small-cb's checkerboard slices run block by block), 7 and 8
+    (5 and 6 under the fine tables): the committed file decodes to the tokens it was made from, and
+    those tokens still code to its payload byte for byte."""
     data = (DATA / f"sample-v{version}.vqz").read_bytes()
     header, _ = container.parse_header(data)
     m = api.load_model(model)
     assert header.version == version and header.model_id == m.model_id and (m.prior.context.slices > 1) == (version >= 4)
-    assert m.prior.context.checkerboard == (version >= 5) and (m.config.prior_block > 0) == (version == 6)
+    assert m.prior.context.checkerboard == (version >= 5) and (m.config.prior_block > 0) == (version in (6, 8))
     stored = np.load(DATA / f"sample-v{version}-tokens.npz")
     y, z = stored["y"].astype(np.int64), stored["z"].astype(np.int64)
     assert np.array_equal(api.file_tokens(data), y)
-    assert container.parse(data, m.key(version)).payload == m.prior.encode(y[None], z[None])[0][0]
+    coder = api.photo_coder(m, version)
+    assert coder.fine == (version >= 7)
+    assert container.parse(data, m.key(version)).payload == coder.encode(y[None], z[None])[0][0]
     original = np.asarray(Image.open(DATA / "sample128.png"))
     assert psnr(original[None], np.asarray(api.decompress(data))[None])[0] > 24

@@ -14,6 +14,7 @@ import torch
 from vqzip import zoo
 from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig, gains_for_lambdas, widened_state
 from vqzip.coding import gaussian
+from vqzip.coding.entropy import payload_floor
 from vqzip.coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, HyperpriorCoder, IntegerHyperSynthesis
 from vqzip.errors import FormatError
 
@@ -333,6 +334,55 @@ def test_every_table_caps_its_peak_so_a_payload_bounds_its_tokens(tiny: tuple[Ph
     assert 8 * len(payload) >= coder.min_payload_bits(TINY.latent, y.shape[2], y.shape[3]) - 32
 
 
+def test_fine_tables_restore_each_capped_peak_and_nothing_else(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    """Versions 7 and 8 code y under the stored tables with each peak raised back to the table's total
+    less the other entries (integers only): the capped tables change at their peak, the others not at
+    all; z's tables and the payload bound stay."""
+    _, coder = tiny
+    fine = coder.with_fine_tables()
+    assert fine is coder.with_fine_tables() and fine.fine and not coder.fine and fine.with_fine_tables() is fine
+    raised = 0
+    for old, new in zip(coder.y_freq, fine.y_freq):
+        top = int(old.argmax())
+        assert (np.delete(new, top) == np.delete(old, top)).all() and old[top] <= new[top] <= 65535
+        assert new[top] == old[top] or new.sum() == min(gaussian.TABLE_TOTAL, 65535 + np.delete(old, top).sum())
+        raised += int(new[top] > old[top])
+    assert raised >= gaussian.MEAN_STEPS  # the narrowest tables, which the cap bit: near certain again
+    narrowest = (fine.y_freq[0], fine.y_freq[gaussian.MEAN_STEPS - 1])  # means 1/16 and 15/16 from an integer
+    assert all(f.max() / f.sum() > 0.999 > gaussian.PEAK_SHARE for f in narrowest)
+    assert fine.z_freq is coder.z_freq and fine.min_payload_bits(12, 8, 8) == coder.min_payload_bits(12, 8, 8)
+
+
+def test_fine_tables_cost_less_and_pad_a_too_cheap_payload_up_to_the_bound(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    """Tokens cost no more under the fine tables and round-trip. Where h_s puts every token in the
+    narrowest table (its output layer made constant here), zero tokens cost less than the payload bound
+    the stored tables guaranteed: the encoder pads that payload so the decoder's check still passes,
+    and it decodes to the same tokens."""
+    model, coder = tiny
+    fine = coder.with_fine_tables()
+    y, z = _tokens(model, 2)
+    for (coarse_payload, coarse_bits), (fine_payload, fine_bits) in zip(coder.encode(y, z), fine.encode(y, z)):
+        assert fine_bits <= coarse_bits and len(fine_payload) <= len(coarse_payload)
+    assert (fine.decode([p for p, _ in fine.encode(y, z)], *y.shape[2:], y.shape[1])[0] == y).all()
+    tensors = HyperpriorCoder.tables(model.z_density.pmf(Z_SUPPORT).numpy(),
+                                     {k: v.numpy() for k, v in model.h_s.state_dict().items()})
+    tensors["hs.out.weight"] = np.zeros_like(tensors["hs.out.weight"])
+    tensors["hs.out.bias"] = np.r_[np.zeros(TINY.latent), np.full(TINY.latent, -(1 << 40))].astype(np.int64)
+    delta = np.zeros(2 * Z_SUPPORT + 1)
+    delta[Z_SUPPORT] = 1.0  # z = 0 as certain as the cap lets it be
+    tensors["z_tables"] = np.stack([gaussian._frequencies(delta + 1e-12)] * TINY.hyper).astype(np.uint16)
+    certain = HyperpriorCoder(tensors)
+    h, w = 64, 64
+    flat_y, flat_z = np.zeros((1, TINY.latent, h, w), np.int64), np.zeros((1, TINY.hyper, h // 4, w // 4), np.int64)
+    assert (certain.params(flat_z, flat_y)[0] == 0).all()  # the narrowest table, mean 1/16 above 0
+    floor = payload_floor(certain.min_payload_bits(TINY.latent, h, w))
+    [(coarse, coarse_bits)], [(payload, bits)] = certain.encode(flat_y, flat_z), certain.with_fine_tables().encode(flat_y, flat_z)
+    assert bits < coarse_bits / 5 and bits < 8 * floor - 64 <= 8 * len(coarse)
+    assert len(payload) >= floor + 1  # cheaper than the bound: padded up to it
+    y_back, z_back = certain.with_fine_tables().decode([payload], h, w, TINY.latent)
+    assert (y_back == flat_y).all() and (z_back == flat_z).all()
+
+
 def test_effort_refines_tokens_for_the_same_decoder(photo_model) -> None:
     """--effort changes only which tokens are coded: the file decodes with the same model, holds the
     refined tokens, is the same on a second encode, and its tokens never cost more than the plain
@@ -593,7 +643,7 @@ def test_integer_checkerboard_follows_the_float_network_and_is_exact_across_thre
     assert (np.concatenate(coder.context.spatial(1, m1, ls1, y[:, 4:8]), 1) == results[0]).all()
 
 
-def test_api_writes_version_5_for_a_checkerboard_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_writes_version_7_for_a_checkerboard_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vqzip import api, zoo
     from vqzip.coding import container
     from vqzip.training.rd import coder_tensors
@@ -606,10 +656,16 @@ def test_api_writes_version_5_for_a_checkerboard_model(tmp_path: Path, monkeypat
     assert m.codec.config.checkerboard
     img = _image(70, 100)
     data = api.encode_batch(img[None], m, 2)[0].data
-    assert container.parse_header(data)[0].version == container.CHECKERBOARD_VERSION == 5
+    assert container.parse_header(data)[0].version == container.FINE_CHECKERBOARD_VERSION == 7
     back = np.asarray(api.decompress(data))
     assert back.shape == (70, 100, 3)
     assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
+    # the same tokens under the stored tables (version 5, what such a model wrote before): still read
+    y, z = api.photo_tokens(img[None], m, 2)
+    [(payload, _)] = m.prior.encode(y, z)
+    older = container.build(container.Header(m.model_id, 100, 70, "RGB", 2, container.CHECKERBOARD_VERSION), payload,
+                            m.key(container.CHECKERBOARD_VERSION))
+    assert (api.file_tokens(older) == y[0]).all()
 
 
 BLOCKED = PhotoConfig(**{**CHECKERED.to_dict(), "prior_block": 4})
@@ -637,7 +693,7 @@ def test_a_block_prior_gives_each_block_the_tables_it_gets_as_an_image_of_its_ow
     _round_trip_with_escapes(model, blocked)
 
 
-def test_api_writes_version_6_for_a_block_prior_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_writes_version_8_for_a_block_prior_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
     from vqzip import api, zoo
@@ -653,15 +709,16 @@ def test_api_writes_version_6_for_a_block_prior_model(tmp_path: Path, monkeypatc
     assert m.config.prior_block == m.prior.block == 4 and m.stride == 64  # images pad to whole blocks
     img = _image(70, 100)
     data = api.encode_batch(img[None], m, 2)[0].data
-    assert container.parse_header(data)[0].version == container.BLOCK_VERSION == 6
+    assert container.parse_header(data)[0].version == container.FINE_BLOCK_VERSION == 8
     assert np.asarray(api.decompress(data)).shape == (70, 100, 3)
     assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
     with pytest.raises(VqzipError, match="block by block"):
         api.compress_images([Image.fromarray(img)], m, 2, effort=2)
     older = bytearray(data)
-    older[2] = container.CHECKERBOARD_VERSION  # the same payload claimed as whole-grid coding: refused
-    with pytest.raises(FormatError, match="does not fit"):
-        api.decompress(bytes(older))
+    for other in (container.CHECKERBOARD_VERSION, container.FINE_CHECKERBOARD_VERSION):  # claimed as whole-grid coding
+        older[2] = other
+        with pytest.raises(FormatError, match="does not fit"):
+            api.decompress(bytes(older))
 
 
 def test_a_prior_block_must_be_the_training_crop() -> None:

@@ -103,7 +103,8 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
 
     # and with the checkerboard added (lr 0): its networks start at zero, so the same tokens cost the
     # same bits under the same tables as with the sliced model re-exported as it is (both from its
-    # float16 weights), coded in another order (each slice's anchors first) in a version-5 file
+    # float16 weights), coded in another order (each slice's anchors first; version 5's coding), and
+    # fewer under version 7's fine tables, which vqzip writes
     for name, extra in (("resliced", []), ("checkered", ["--checkerboard"]), ("deeper", ["--residual", "1"])):
         proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
                       "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "8",
@@ -115,8 +116,10 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     assert checkered.prior.context.checkerboard and "checkerboard halves" in checkered.card["summary"]
     resliced = zoo.load_model("resliced")
     plain, again = api.encode_batch(image[None], resliced, 2)[0], api.encode_batch(image[None], checkered, 2)[0]
-    assert plain.data[2] == 4 and again.data[2] == 5 and again.ideal_bits == pytest.approx(plain.ideal_bits)
-    assert abs(len(again.data) - len(plain.data)) <= 2
+    assert plain.data[2] == 4 and again.data[2] == 7 and again.ideal_bits <= plain.ideal_bits
+    y, z = api.photo_tokens(image[None], checkered, 2)
+    [(v5, v5_bits)], [(v4, v4_bits)] = checkered.prior.encode(y, z), resliced.prior.encode(y, z)
+    assert v5_bits == pytest.approx(v4_bits) and abs(len(v5) - len(v4)) <= 2
     assert np.array_equal(api.decode_batch([again.data], checkered)[0], api.decode_batch([plain.data], resliced)[0])
     # and deeper (--residual 1, lr 0): the new blocks start as the identity, so the same file, byte for
     # byte but the model id and checksum, and the same pixels

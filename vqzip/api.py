@@ -11,7 +11,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,9 @@ from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
 from .runtime import requires_torch
 from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, TOKEN_MODEL, LoadedModel, available_models, find_by_id, load_model
+
+if TYPE_CHECKING:
+    from .coding.gaussian import HyperpriorCoder
 
 TILE_PIXELS = 512  # a token model's tiles, in pixels per side: bounds memory for any image size and stride
 PHOTO_TILE = 48  # the photo codec's tiles (x 16 pixels): its wide layers run at high resolution
@@ -181,26 +184,41 @@ PRIORS = ("auto", "context", "static")
 
 def format_version(m: LoadedModel, prior: str = "auto") -> int:
     """The .vqz version to write: 3 for a photo codec (its hyperprior), 4 for one coding its latent in
-    channel-conditional slices, 5 for one coding each slice in two checkerboard halves, 6 for one whose
+    channel-conditional slices, 7 for one coding each slice in two checkerboard halves, 8 for one whose
     entropy model runs block by block (prior_block); else 2 (context prior) when the model has one and
-    `prior` allows it, else 1 (static tables)."""
+    `prior` allows it, else 1 (static tables). (7 and 8 superseded 5 and 6, which such models still read.)"""
     if prior not in PRIORS:
         raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
     if m.is_hyperprior:
         if prior != "auto":
             raise VqzipError(f"model {m.name} codes with its own hyperprior; --prior {prior} is for token models")
-        if m.config.prior_block:
-            return container.BLOCK_VERSION
-        if m.prior.context.checkerboard:
-            return container.CHECKERBOARD_VERSION
-        return container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION
+        return photo_versions(m)[0]
     if prior == "context" and m.context is None:
         raise VqzipError(f"model {m.name} has no context prior (train one with 'vqzip train-prior {m.name}')")
     return 2 if m.context is not None and prior != "static" else 1
 
 
-def _coder(m: LoadedModel, version: int) -> PayloadCoder:
+def photo_versions(m: LoadedModel) -> tuple[int, ...]:
+    """The format versions a photo codec reads, the one it writes first."""
+    if m.config.prior_block:
+        coarse = container.BLOCK_VERSION
+    elif m.prior.context.checkerboard:
+        coarse = container.CHECKERBOARD_VERSION
+    else:
+        return (container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION,)
+    return container.FINE_OF[coarse], coarse
+
+
+def payload_coder(m: LoadedModel, version: int) -> PayloadCoder:
+    """What codes a token model's payload of this format version (1 or 2)."""
     return m.context if version == 2 else m.prior
+
+
+def photo_coder(m: LoadedModel, version: int) -> HyperpriorCoder:
+    """What codes a photo codec's payload of this format version: its stored tables, or for versions 7
+    and 8 the fine ones."""
+    coder: HyperpriorCoder = m.prior
+    return coder.with_fine_tables() if version in container.FINE_OF.values() else coder
 
 
 def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int,
@@ -209,9 +227,9 @@ def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int,
     `effort`: see photo_tokens (photo codecs only)."""
     if version in container.PHOTO_VERSIONS:
         y, z = photo_tokens(images, m, quality, effort)
-        return m.prior.encode(y, z), y
+        return photo_coder(m, version).encode(y, z), y
     tokens = image_tokens(images, m, quality)
-    return _coder(m, version).encode(tokens), tokens
+    return payload_coder(m, version).encode(tokens), tokens
 
 
 def containers(coded: list[tuple[bytes, float]], m: LoadedModel, width: int, height: int, modes: list[str],
@@ -500,13 +518,14 @@ def _open(data: bytes, model: LoadedModel | str | None,
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
     if (header.version in container.PHOTO_VERSIONS) != m.is_hyperprior or (
-            m.is_hyperprior and header.version != format_version(m)):
+            m.is_hyperprior and header.version not in photo_versions(m)):
         raise FormatError(f"format version {header.version} does not fit model {m.name}")
     f = container.parse(data, m.key(header.version))
     if f.header.quality > m.qualities:
         raise FormatError(f"quality {f.header.quality} does not exist in model {m.name}")
     levels, h, w = _grid(f, m)
-    need = payload_floor(_coder(m, header.version).min_payload_bits(levels, h, w))
+    coder = photo_coder(m, header.version) if m.is_hyperprior else payload_coder(m, header.version)
+    need = payload_floor(coder.min_payload_bits(levels, h, w))
     if len(f.payload) < need:
         raise FormatError(f"header claims {header.width}x{header.height} at quality {header.quality} "
                           f"({levels * h * w:,} tokens), which takes at least {need:,} payload bytes; the file "
@@ -549,8 +568,8 @@ def _file_tokens(files: list[container.VqzFile], m: LoadedModel) -> np.ndarray:
     payloads = [f.payload for f in files]
     levels, h, w = _grid(files[0], m)
     if files[0].header.version in container.PHOTO_VERSIONS:
-        return m.prior.decode(payloads, h, w, levels)[0]
-    return _coder(m, files[0].header.version).decode(payloads, levels, h, w)
+        return photo_coder(m, files[0].header.version).decode(payloads, h, w, levels)[0]
+    return payload_coder(m, files[0].header.version).decode(payloads, levels, h, w)
 
 
 def file_tokens(data: bytes, model: LoadedModel | str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -130,7 +130,7 @@ def find_by_id(mid: int) -> Path:
 
 def checksum_key(path: Path, version: int) -> bytes:
     """What seeds the checksum of a file of this format version: the weights' digest (versions 1 and
-    3-5, whose tables live in the weights file), or the digest of weights and context prior together (2)."""
+    3-8, whose tables live in the weights file), or the digest of weights and context prior together (2)."""
     if version != 2:
         return digest(path)
     prior = prior_path(path)

@@ -11,7 +11,8 @@ their model by id, so such a file must still find it. `--metadata` writes sample
 with its image and side tokens; `--photo-cc` sample-v4.vqz, the same crop coded by photo-cc (version 4:
 the hyperprior in channel-conditional slices); `--photo-cb` sample-v5.vqz, by photo-cb128 (version 5:
 the slices in checkerboard halves); `--small-cb` sample-v6.vqz, by small-cb (version 6: its
-hyperprior run block by block).
+hyperprior run block by block); `--photo-cbr` sample-v7.vqz, by photo-cbr128 (version 7: version 5's
+coding under the fine tables); `--small-cb2` sample-v8.vqz, by small-cb2 (version 8: version 6's under them).
 """
 from __future__ import annotations
 
@@ -88,6 +89,10 @@ def main() -> None:
         return photo_sample("photo-cb128", 5, 5)
     if sys.argv[1:] == ["--small-cb"]:
         return photo_sample("small-cb", 4, 6)
+    if sys.argv[1:] == ["--photo-cbr"]:
+        return photo_sample("photo-cbr128", 5, 7)
+    if sys.argv[1:] == ["--small-cb2"]:
+        return photo_sample("small-cb2", 4, 8)
     if sys.argv[1:] == ["--photo-v1"]:
         return photo_v1_sample()
     if sys.argv[1:] == ["--metadata"]:

@@ -1,7 +1,7 @@
-"""The .vqz byte layout, versions 1 to 6 (docs/format.md): build, parse, validate. Knows nothing of torch.
+"""The .vqz byte layout, versions 1 to 8 (docs/format.md): build, parse, validate. Knows nothing of torch.
 
 The versions share one layout; the version says how the payload was coded: 1 = the model's static
-per-level tables, 2 = the model's context prior, 3 to 6 = a photo codec's hyperprior. The version
+per-level tables, 2 = the model's context prior, 3 to 8 = a photo codec's hyperprior. The version
 byte's high bit (METADATA_BIT) says that a metadata section (ICC profile, EXIF) follows the alpha
 section; files without one are byte for byte what they were before the section existed.
 
@@ -21,8 +21,11 @@ HYPERPRIOR_VERSION = 3  # written by the photo codec (codec.hyperprior, coding.g
 SLICED_VERSION = 4  # written by a photo codec whose latent is coded in channel-conditional slices
 CHECKERBOARD_VERSION = 5  # ... whose slices are also coded in two checkerboard halves, the second after the first
 BLOCK_VERSION = 6  # written by a photo codec whose entropy model runs block by block (PhotoConfig.prior_block)
-PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION, BLOCK_VERSION)
-VERSIONS = (1, 2, 3, 4, 5, 6)  # read
+FINE_CHECKERBOARD_VERSION = 7  # version 5's coding under the fine tables (coding.gaussian.HyperpriorCoder.with_fine_tables)
+FINE_BLOCK_VERSION = 8  # version 6's coding under the fine tables
+FINE_OF = {CHECKERBOARD_VERSION: FINE_CHECKERBOARD_VERSION, BLOCK_VERSION: FINE_BLOCK_VERSION}  # what supersedes what
+PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION, BLOCK_VERSION, *FINE_OF.values())
+VERSIONS = (1, 2, *PHOTO_VERSIONS)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 megapixels
@@ -43,7 +46,7 @@ class Header:
     mode: str  # one of MODES
     quality: int  # 1..64
     version: int = VERSION  # 1: static tables, 2: context prior, 3: hyperprior, 4: in slices, 5: and in checkerboards,
-    # 6: hyperprior run block by block
+    # 6: hyperprior run block by block, 7 and 8: 5 and 6 under the fine tables
     has_metadata: bool = False  # a metadata section (ICC profile, EXIF) follows the alpha section
 
     def __post_init__(self) -> None:

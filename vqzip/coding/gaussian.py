@@ -15,6 +15,7 @@ remainder, so any token in range stays codable and the tables stay small.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -60,6 +61,16 @@ def _frequencies(p: np.ndarray) -> np.ndarray:
     f = np.clip(np.round(p / p.sum() * TABLE_TOTAL), 1, (1 << 16) - 1).astype(np.int64)
     top = int(f.argmax())
     f[top] = min(int(f[top]), int((f.sum() - f[top]) * PEAK_SHARE / (1 - PEAK_SHARE)))
+    return f
+
+
+def raise_peak(freq: np.ndarray) -> np.ndarray:
+    """A stored table with its largest entry raised back to what the Gaussian gives it: the table's
+    total less the other entries (at most 65535), where PEAK_SHARE had capped it. Integer arithmetic
+    on the stored integers, so every machine derives the same table."""
+    f = np.array(freq, dtype=np.int64)
+    top = int(f.argmax())
+    f[top] = max(int(f[top]), min((1 << 16) - 1, TABLE_TOTAL - (int(f.sum()) - int(f[top]))))
     return f
 
 
@@ -314,6 +325,8 @@ ESCAPE_COST = -np.log2(escape_table() / escape_table().sum())  # bits of each Ex
 class HyperpriorCoder:
     """Codes each image's tokens, y (M, h, w) and z (C, h/4, w/4), into one payload and back."""
 
+    _fine: HyperpriorCoder | None  # this coder under the fine tables, once asked for
+
     def __init__(self, tensors: dict[str, np.ndarray], block: int = 0) -> None:
         self.block = block  # token positions a side of the blocks h_s and the contexts run on (0: the whole grid)
         self.hs = IntegerHyperSynthesis({k[3:]: v for k, v in tensors.items() if k.startswith("hs.")})
@@ -322,19 +335,39 @@ class HyperpriorCoder:
         flat, offsets = np.asarray(tensors["y_tables"], dtype=np.int64), np.asarray(tensors["y_offsets"], dtype=np.int64)
         if len(offsets) != SCALES * MEAN_STEPS + 1 or offsets[-1] != len(flat) or (flat <= 0).any() or (self.z_freq <= 0).any():
             raise ValueError("hyperprior tables are malformed")
+        self.fine = False  # the stored tables (peaks capped at PEAK_SHARE); see with_fine_tables
+        self._z_cost = -np.log2(self.z_freq / self.z_freq.sum(1, keepdims=True))
+        self._z_rows = self.z_freq.astype(np.float64)
+        # the payload bound comes from the stored tables, whichever tables code (with_fine_tables)
+        self._cheapest_y = min(float(-np.log2(flat[a:b].max() / flat[a:b].sum())) for a, b in zip(offsets[:-1], offsets[1:]))
+        self._cheapest_z = float(-np.log2(self.z_freq.max(1) / self.z_freq.sum(1)).sum())
+        self._set_y_tables(flat, offsets)
+
+    def with_fine_tables(self) -> HyperpriorCoder:
+        """This coder with each y table's peak restored (raise_peak; format versions 7 and 8): a token
+        its table makes near certain costs ~0.0007 bits instead of the cap's 0.0227, which is most of
+        the latent at low rates (-8 % of a Kodak file at quality 1). The payload bound stays the stored
+        tables': the encoder pads the rare payload that comes out shorter (a near-uniform image), so a
+        decoder's check of claim against payload length is unchanged. Made once per coder."""
+        if self._fine is None:
+            fine = copy.copy(self)
+            flat = np.concatenate([raise_peak(f) for f in self.y_freq])
+            fine._set_y_tables(flat, np.cumsum([0] + [len(f) for f in self.y_freq]))
+            fine.fine, fine._fine = True, fine
+            self._fine = fine
+        return self._fine
+
+    def _set_y_tables(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        """The y tables and what coding a batch needs of them, computed once: each symbol's cost (for
+        the ideal bits) and the tables as float64 rows, stacked per run of consecutive tables of one
+        length (for one coder call per run: TABLE_ROWS)."""
         self.y_freq = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         self.half = np.array([(len(f) - 1) // 2 for f in self.y_freq])
         self._models: dict[tuple[str, int], Any] = {}
-        # what coding a batch needs of the tables, computed once: each symbol's cost (for the ideal
-        # bits), the cheapest symbols (for the payload bound), and the tables as float64 rows, stacked
-        # per run of consecutive tables of one length (for one coder call per run: TABLE_ROWS)
+        self._fine = None
         self._y_offsets = offsets[:-1]
         self._y_cost = -np.log2(flat / np.repeat(np.add.reduceat(flat, offsets[:-1]).astype(np.float64),
                                                   np.diff(offsets)))
-        self._z_cost = -np.log2(self.z_freq / self.z_freq.sum(1, keepdims=True))
-        self._z_rows = self.z_freq.astype(np.float64)
-        self._cheapest_y = min(float(-np.log2(f.max() / f.sum())) for f in self.y_freq)
-        self._cheapest_z = float(-np.log2(self.z_freq.max(1) / self.z_freq.sum(1)).sum())
         lengths = np.diff(offsets)
         self._run_start = np.flatnonzero(np.r_[True, lengths[1:] != lengths[:-1]])  # first table of each run
         self._run_of = np.repeat(np.arange(len(self._run_start)), np.diff(np.r_[self._run_start, len(lengths)]))
@@ -438,6 +471,7 @@ class HyperpriorCoder:
         width = y.shape[1] // self.context.slices
         block = width * y.shape[2] * y.shape[3]
         groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *y.shape[2:])]
+        floor_bits = self.min_payload_bits(y.shape[1], *y.shape[2:]) if self.fine else 0.0  # see with_fine_tables
         out = []
         for i in range(n):
             enc = TokenEncoder()
@@ -449,7 +483,7 @@ class HyperpriorCoder:
             escape_bits = 0.0
             for part in groups:
                 escape_bits += self._encode_slice(enc, s[i, part], t[i, part], clipped[i, part], half[i, part])
-            out.append((enc.finish(), float(bits[i]) + escape_bits))
+            out.append((enc.finish(floor_bits), float(bits[i]) + escape_bits))
         return out
 
     def _encode_slice(self, enc: TokenEncoder, s: np.ndarray, t: np.ndarray, clipped: np.ndarray,

@@ -51,7 +51,7 @@ def measure_priors(m: LoadedModel, images: np.ndarray, batch: int = 500, verify:
         for q in qualities:
             t = np.ascontiguousarray(tokens[:, : m.codec.levels_for(q)])
             n, h, w = len(chunk), chunk.shape[1], chunk.shape[2]
-            files = {v: api.containers(api._coder(m, v).encode(t), m, w, h, ["RGB"] * n, q, [b""] * n, v) for v in (1, 2)}
+            files = {v: api.containers(api.payload_coder(m, v).encode(t), m, w, h, ["RGB"] * n, q, [b""] * n, v) for v in (1, 2)}
             back = api.token_images(t, m, h, w)
             if start < verify:
                 for v in (1, 2):
