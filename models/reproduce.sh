@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp, small-cb, small-cb2
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp, small-cb, small-cb2, small-cb3
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -142,7 +142,18 @@ small-cb2() {  # small-cb's run continued at lr 3e-5 to step 66,000 (it resumes 
     --prior-block 4 --compile --steps 66000 --lr 3e-5 --test cifar10
 }
 
+small-cb3() {  # small-cb2 widened to 96 channels (the new ones start silent), trained on: to step 7,451 at lr 1e-4,
+  # then to 10,230 at 3e-5
+  [ -f "$OUT/small-cb2.safetensors" ] || small-cb2
+  cb3=(--data "$DATA" --arch hyperprior --downsamples 3 --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64
+       --channels 96 --latent 128 --hyper 64 --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --seed 0
+       --out "$OUT/small-cb3" --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-cb3" --init "$OUT/small-cb2" --slices 4
+       --context 64 --checkerboard --prior-block 4 --compile)
+  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb3[@]}" --steps 7451 --lr 1e-4 --no-evaluate
+  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb3[@]}" --steps 10230 --lr 3e-5 --test cifar10
+}
+
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2|small-cb3) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2|small-cb3}" >&2; exit 2 ;;
 esac

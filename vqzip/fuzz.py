@@ -53,7 +53,7 @@ SLOW_S = 2.0
 BIG_MB = 1024.0
 HANG_S = 60  # a worker's alarm: an input still running then is stopped and counted slow
 MODELS = ("cifar10-rvq", "photo-rvq", "photo-rvq-v1", "cifar10-vq", "cifar10-byte", "photo-hp", "photo-cc", "photo-cc128",
-          "photo-cb128", "photo-cbr128", "small-hp", "small-cb", "small-cb2")
+          "photo-cb128", "photo-cbr128", "small-hp", "small-cb", "small-cb2", "small-cb3")
 SIZES = ((1, 1), (7, 5), (32, 32), (33, 17), (48, 40))  # width, height
 MODES = ("L", "LA", "RGB", "RGBA", "P")
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data"

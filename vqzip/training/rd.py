@@ -244,7 +244,9 @@ def entropy_model_text(c: PhotoConfig) -> str:
         text += "; each slice coded in two checkerboard halves, the second's corrected from the first's tokens"
     if c.prior_block:
         text += f"; all of it run on each block of {c.prior_block}x{c.prior_block} token positions alone, as on a training crop"
-    return text + f" (format version {6 if c.prior_block else 5 if c.checkerboard else 4 if c.slices > 1 else 3})"
+    if c.prior_block or c.checkerboard:  # versions 7 and 8: the stored tables with their peaks restored
+        return text + f"; y coded under the fine tables (format version {8 if c.prior_block else 7})"
+    return text + f" (format version {4 if c.slices > 1 else 3})"
 
 
 def export_photo(model: PhotoCodec, out: Path, card: dict[str, Any], test_images: list[np.ndarray] | None = None,
