@@ -83,8 +83,9 @@ def _image(width: int, height: int, mode: str, seed: int) -> Image.Image:
 
 def seed_corpus(models: tuple[str, ...] = MODELS) -> list[bytes]:
     """Valid files of each installed model of `models`, of each format version it writes: five sizes,
-    each in another of five colour modes and at quality 1, the default or the highest in turn; then
-    the committed samples (tests/data/*.vqz) when the source tree is at hand."""
+    each in another of five colour modes and at quality 1, the default or the highest in turn, and one
+    file of each older version it reads; then the committed samples (tests/data/*.vqz) when the source
+    tree is at hand."""
     from . import api
 
     files, j = [], 0
@@ -100,6 +101,13 @@ def seed_corpus(models: tuple[str, ...] = MODELS) -> list[bytes]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     files.append(api.compress(_image(width, height, MODES[j % len(MODES)], j), m, quality, prior=prior))
+                j += 1
+        if m.is_hyperprior:  # the older versions such a model still reads (5, 6: its stored tables), one file each
+            for version in api.photo_versions(m)[1:]:
+                img = np.asarray(_image(*SIZES[j % len(SIZES)], "RGB", j))
+                y, z = api.photo_tokens(img[None], m, m.default_quality)
+                header = container.Header(m.model_id, img.shape[1], img.shape[0], "RGB", m.default_quality, version)
+                files.append(container.build(header, api.photo_coder(m, version).encode(y, z)[0][0], m.key(version)))
                 j += 1
     return files + [p.read_bytes() for p in sorted(SAMPLES.glob("*.vqz"))]
 
