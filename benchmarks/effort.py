@@ -37,7 +37,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)  # the refinement's gradient steps
     set_threads(a.threads)  # the networks (ONNX Runtime)
     m = api.load_model(a.model)
-    images = [Image.open(p).convert("RGB") for p in sorted(a.data.glob("*.png"))[: a.images]]
+    paths = sorted(a.data.glob("*.png"))[: a.images]
+    images = [Image.open(p).convert("RGB") for p in paths]
+    load_at_start = os.getloadavg()[0]
     pixels = sum(i.width * i.height for i in images)
     curves: dict[int, list[dict[str, float]]] = {}
     for effort in (0, a.effort):
@@ -56,12 +58,11 @@ def main() -> None:
         curves[effort] = rows
     base, refined = curves[0], curves[a.effort]
     bd = bd_rate([r["bpp"] for r in base], [r["psnr"] for r in base], [r["bpp"] for r in refined], [r["psnr"] for r in refined])
-    result = {"command": f"python benchmarks/effort.py --effort {a.effort} --images {a.images} --qualities "
+    result = {"command": f"python benchmarks/effort.py --model {a.model} --effort {a.effort} --images {a.images} --qualities "
                          + " ".join(map(str, a.qualities)) + f" --threads {a.threads}",
               "model": a.model, "model_id": f"{m.model_id:04x}",
-              "images": [Path(i.filename).name if hasattr(i, "filename") else "" for i in images],
-              "loadavg_1min_at_start": os.getloadavg()[0], "effort_0": base, f"effort_{a.effort}": refined,
-              "bd_rate_percent": bd}
+              "images": [p.name for p in paths], "loadavg_1min_at_start": load_at_start,
+              "effort_0": base, f"effort_{a.effort}": refined, "bd_rate_percent": bd}
     print(f"BD-rate of --effort {a.effort} against --effort 0: {'n/a' if bd is None else f'{bd:+.1f} %'}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -48,6 +48,16 @@ def test_palette_and_16_bit_convert_with_a_warning(model):
         assert api.decompress(api.compress(deep, model)).mode == "L"
 
 
+def test_an_animation_is_encoded_by_its_first_frame_with_a_warning(model):
+    first, second = Image.fromarray(rgb(8, 8, 1)), Image.fromarray(rgb(8, 8, 2))
+    buf = io.BytesIO()
+    first.save(buf, format="WEBP", save_all=True, append_images=[second], lossless=True)
+    anim = Image.open(buf)
+    with pytest.warns(VqzipWarning, match="2 frames; only the first"):
+        back = api.decompress(api.compress(anim, model))
+    assert back.size == first.size
+
+
 def test_batch_equals_single_and_decoding_is_deterministic(model):
     imgs = np.stack([rgb(32, 32, s) for s in range(5)])
     batch = api.encode_batch(imgs, model, 3)

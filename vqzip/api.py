@@ -303,6 +303,9 @@ def _prepare(img: Image.Image, metadata: str = "all") -> _Prepared:
     (`metadata`: one of METADATA)."""
     if metadata not in METADATA:
         raise VqzipError(f"metadata must be one of {', '.join(METADATA)}, not {metadata!r}")
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:  # an animation or a multi-page TIFF: Pillow opens on the first frame
+        warnings.warn(f"image has {frames} frames; only the first is encoded", VqzipWarning, stacklevel=3)
     img, exif = _orient(img, metadata in ("all", "exif"))
     icc = img.info.get("icc_profile") if metadata in ("all", "icc") else None
     icc = icc if isinstance(icc, bytes) else b""

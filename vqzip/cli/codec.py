@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from ..coding.container import Metadata
 
 
+def _save_format(target: str | Path) -> str | None:
+    """Pillow's format name for an output path, or None where Pillow has none. PNG, the default, is
+    named directly: asking Pillow for its extensions imports every plugin, 0.1 s of each decode."""
+    suffix = Path(target).suffix.lower()
+    if str(target) == STDIO or suffix == ".png":
+        return "PNG"
+    from PIL import Image
+
+    return Image.registered_extensions().get(suffix)
+
+
 def encode(
     inputs: opt.Inputs,
     output: Annotated[str | None, opt.output("Output file for a single input ('-' = stdout).")] = None,
@@ -200,8 +211,6 @@ def decode(
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
-    from PIL import Image
-
     from .. import api
 
     inputs, under, skipped = expand(inputs, recursive, vqz_file, out_dir)
@@ -214,7 +223,7 @@ def decode(
                 data = read(name)
                 refuse_clobber(target, force)
                 img = api.decompress(data, model, max_pixels)
-                fmt = "PNG" if str(target) == STDIO else Image.registered_extensions().get(Path(target).suffix.lower())
+                fmt = _save_format(target)
                 if fmt is None:
                     raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
                 buf = io.BytesIO()
