@@ -4,8 +4,9 @@ the rate each reference needs at each of the card's PSNRs (as `vqzip bench` prin
     python benchmarks/card_vs_references.py models/photo-hp.json benchmarks/results/kodak/results.json \
         [--cards models/photo-hp-v2.json ...] [--out benchmarks/results/photo-hp-vs-references.json]
 
-Both must be measured on the same images (the card's results.dataset and the run's meta.dataset).
---cards adds other model cards' measured curves as references (an earlier model of the same kind).
+Both must be measured on the same images: a run of another image count, or a card of another
+results.dataset, is refused. --cards adds other model cards' measured curves as references (an earlier
+model of the same kind); with --cards the runs may be left out.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from vqzip.bench.metrics import bd_rate, rate_at_psnr
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("card", type=Path)
-    ap.add_argument("runs", type=Path, nargs="+", help="bench results.json files holding the reference curves")
+    ap.add_argument("runs", type=Path, nargs="*", help="bench results.json files holding the reference curves")
     ap.add_argument("--cards", type=Path, nargs="*", default=[], help="other model cards as references")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
@@ -27,14 +28,23 @@ def main() -> None:
     rows = card["results"]["per_quality"]
     rates, psnrs = [r["bpp"] for r in rows], [r["psnr"] for r in rows]
     curves: dict[str, tuple[list[float], list[float]]] = {}
+    if not a.runs and not a.cards:
+        ap.error("give a bench run or --cards to compare with")
     for run in a.runs:
-        for p in json.loads(run.read_text())["points"]:
+        bench = json.loads(run.read_text())
+        if bench["meta"]["n_images"] != card["results"]["images"]:
+            raise SystemExit(f"{run}: {bench['meta']['n_images']} images, the card {card['results']['images']}")
+        for p in bench["points"]:
             if p["codec"] != "png":
                 curves.setdefault(f"{p['codec']} ({run.parent.name})", ([], []))
                 curves[f"{p['codec']} ({run.parent.name})"][0].append(p["bpp"])
                 curves[f"{p['codec']} ({run.parent.name})"][1].append(p["psnr"])
     for other in a.cards:
-        theirs = json.loads(other.read_text())["results"]["per_quality"]
+        their_card = json.loads(other.read_text())
+        if their_card["results"]["dataset"] != card["results"]["dataset"]:
+            raise SystemExit(f"{other}: measured on {their_card['results']['dataset']!r}, the card on "
+                             f"{card['results']['dataset']!r}")
+        theirs = their_card["results"]["per_quality"]
         curves[f"{other.stem} (card)"] = ([r["bpp"] for r in theirs], [r["psnr"] for r in theirs])
     out = {"card": str(a.card), "model_id": card.get("model_id"), "runs": [str(r) for r in a.runs],
            "cards": [str(c) for c in a.cards], "references": {}}

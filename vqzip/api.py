@@ -358,6 +358,8 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
 # to a short side of 192 px photo-cbr128 needs 5.1 % more bits than small-cb2 for the same PSNR (+5 to
 # +55 % from 32 to 160 px), at 256 px 0.4 % more, a tie (benchmarks/pick_model.py,
 # results/pick_model-small-cb2.json; against small-cb 1.2 % fewer there: pick_model-small-cb.json).
+# Against small-cb3 it needs 5.4 % more at 256 px and 1.1 % more at 384 (pick_model-small-cb3.json), but
+# small-cb3's lowest rate is 0.4 bits per pixel there and photo-cbr128's 0.14: the rule stays (README).
 PHOTO_MIN_SIDE = 256
 # The photo codec photos go to; None would send every image to the small-image model.
 AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
