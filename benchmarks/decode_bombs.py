@@ -210,10 +210,13 @@ def craft(folder: Path, models: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/decode_bombs.json"))
-    ap.add_argument("--models", default="cifar10-rvq,photo-rvq,photo-rvq-v1,cifar10-vq,cifar10-byte,"
-                                        "photo-hp-v1,photo-hp-v2,photo-hp,photo-cc,small-hp,small-cb,small-cb2,small-cb3")
+    ap.add_argument("--models", help="comma-separated names (default: every shipped model, zoo.shipped_models)")
     ap.add_argument("--craft", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.models is None:
+        from vqzip import zoo
+
+        args.models = ",".join(zoo.shipped_models())
     if args.craft:
         return craft(args.craft, args.models.split(","))
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,8 +17,7 @@ from vqzip.errors import ModelNotFound
 from vqzip.runtime import OnnxNets, onnx_path
 
 DATA = Path(__file__).resolve().parent / "data"
-SHIPPED = ("cifar10-rvq", "cifar10-vq", "cifar10-byte", "photo-rvq", "photo-rvq-v1", "photo-hp-v1", "photo-hp-v2", "photo-hp",
-           "photo-cc", "photo-cc128", "photo-cb128", "photo-cbr128", "small-hp", "small-cb", "small-cb2", "small-cb3")
+SHIPPED = zoo.shipped_models()
 
 
 @pytest.mark.parametrize("kind,args", [("rvq", {}), ("rvq", {"levels": 3, "codebook_size": 16}), ("vq", {}),

@@ -48,12 +48,11 @@ from PIL import Image
 
 from .coding import container
 from .runtime import one_thread_children
+from .zoo import shipped_models
 
 SLOW_S = 2.0
 BIG_MB = 1024.0
 HANG_S = 60  # a worker's alarm: an input still running then is stopped and counted slow
-MODELS = ("cifar10-rvq", "photo-rvq", "photo-rvq-v1", "cifar10-vq", "cifar10-byte", "photo-hp", "photo-cc", "photo-cc128",
-          "photo-cb128", "photo-cbr128", "small-hp", "small-cb", "small-cb2", "small-cb3")
 SIZES = ((1, 1), (7, 5), (32, 32), (33, 17), (48, 40))  # width, height
 MODES = ("L", "LA", "RGB", "RGBA", "P")
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -81,16 +80,16 @@ def _image(width: int, height: int, mode: str, seed: int) -> Image.Image:
     return img
 
 
-def seed_corpus(models: tuple[str, ...] = MODELS) -> list[bytes]:
-    """Valid files of each installed model of `models`, of each format version it writes: five sizes,
-    each in another of five colour modes and at quality 1, the default or the highest in turn, and one
-    file of each older version it reads; then the committed samples (tests/data/*.vqz) when the source
-    tree is at hand."""
+def seed_corpus(models: tuple[str, ...] | None = None) -> list[bytes]:
+    """Valid files of each installed model of `models` (default: every shipped model), of each format
+    version it writes: five sizes, each in another of five colour modes and at quality 1, the default
+    or the highest in turn, and one file of each older version it reads; then the committed samples
+    (tests/data/*.vqz) when the source tree is at hand."""
     from . import api
 
     files, j = [], 0
     installed = set(api.available_models())
-    for name in models:
+    for name in models if models is not None else shipped_models():
         if name not in installed:
             continue
         m = api.load_model(name)

@@ -59,6 +59,16 @@ def model_dirs() -> list[Path]:
     return seen
 
 
+def shipped_models() -> list[str]:
+    """The models installed with vqzip itself (not $VQZIP_MODELS'): what the fuzzer seeds from and the
+    tests and benchmarks check, so a model added to models/ is covered without editing a list."""
+    names: list[str] = []
+    for d in _installed_dirs():
+        if d.is_dir():
+            names += [p.name[: -len(SUFFIX)] for p in _model_files(d) if p.name[: -len(SUFFIX)] not in names]
+    return sorted(names)
+
+
 def available_models() -> list[str]:
     names: list[str] = []
     for d in model_dirs():
