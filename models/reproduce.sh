@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 DATA="${VQZIP_DATA:-../shared/data}"
 PHOTOS="$DATA/photos/cbsd68"
 OUT="${OUT:-models}"
+RUNS="${RUNS:-$HOME/.cache/vqzip/runs}"  # training checkpoints, outside the work tree
 VQZIP="${VQZIP:-vqzip}"
 mkdir -p "$OUT"
 
@@ -52,12 +53,12 @@ photo-rvq() {  # photo-rvq-v1 trained further, with 3 more RVQ levels (new crops
 photo-hp-v1() {  # the rate-distortion photo codec's first export; checkpoints in $RUNS/photo-hp-v1
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp-v1" --steps 5476 \
     --channels 96 --latent 160 --hyper 96 --batch-size 8 --crop 256 --lr 3e-4 --seed 0 \
-    --run "${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp-v1" --test "$DATA/kodak"
+    --run "$RUNS/photo-hp-v1" --test "$DATA/kodak"
 }
 
 photo-hp-v2() {  # photo-hp-v1 trained further on new crops (--seed 1): to step 8,878 at lr 3e-4, then to 17,821 at 1e-4
   [ -f "$OUT/photo-hp-v1.safetensors" ] || photo-hp-v1
-  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp"
+  run="$RUNS/photo-hp"
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp-v2" --init "$OUT/photo-hp-v1" \
     --steps 8878 --lr 3e-4 --seed 1 --run "$run"
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp-v2" --init "$OUT/photo-hp-v1" \
@@ -66,7 +67,7 @@ photo-hp-v2() {  # photo-hp-v1 trained further on new crops (--seed 1): to step 
 
 photo-hp() {  # the same run continued: to step 26,000 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
   [ -f "$OUT/photo-hp-v2.safetensors" ] || photo-hp-v2
-  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-hp"
+  run="$RUNS/photo-hp"
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --init "$OUT/photo-hp-v1" \
     --steps 26000 --lr 1e-4 --seed 1 --run "$run"
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --arch hyperprior --out "$OUT/photo-hp" --init "$OUT/photo-hp-v1" \
@@ -76,7 +77,7 @@ photo-hp() {  # the same run continued: to step 26,000 at lr 1e-4, then to STEPS
 photo-cc() {  # photo-hp with a ninth, lower quality (26 dB) and its latent in 5 channel-conditional slices, trained on
   # jointly: to step 3,623 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
   [ -f "$OUT/photo-hp.safetensors" ] || photo-hp
-  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-cc"
+  run="$RUNS/photo-cc"
   cc=(--arch hyperprior --out "$OUT/photo-cc" --init "$OUT/photo-hp" --slices 5 --context 128 --seed 4 --run "$run"
       --lambdas 0.0008,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18)
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cc[@]}" --steps 3623 --lr 1e-4 --no-evaluate
@@ -86,7 +87,7 @@ photo-cc() {  # photo-hp with a ninth, lower quality (26 dB) and its latent in 5
 photo-cc128() {  # photo-cc widened from 96 to 128 channels (the new ones start silent), trained on: to step
   # 3,047 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
   [ -f "$OUT/photo-cc.safetensors" ] || photo-cc
-  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-cc128"
+  run="$RUNS/photo-cc128"
   wide=(--arch hyperprior --out "$OUT/photo-cc128" --init "$OUT/photo-cc" --channels 128 --slices 5 --context 128 --seed 5
         --run "$run" --lambdas 0.0008,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18)
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${wide[@]}" --steps 3047 --lr 1e-4 --no-evaluate
@@ -96,7 +97,7 @@ photo-cc128() {  # photo-cc widened from 96 to 128 channels (the new ones start 
 photo-cb128() {  # photo-cc128 with a checkerboard context (its networks start at zero), trained on: to step
   # 3,046 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
   [ -f "$OUT/photo-cc128.safetensors" ] || photo-cc128
-  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-cb128"
+  run="$RUNS/photo-cb128"
   cb=(--arch hyperprior --out "$OUT/photo-cb128" --init "$OUT/photo-cc128" --channels 128 --slices 5 --context 128
       --checkerboard --seed 6 --compile --run "$run" --lambdas 0.0008,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18)
   $VQZIP train "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps 3046 --lr 1e-4 --no-evaluate
@@ -106,7 +107,7 @@ photo-cb128() {  # photo-cc128 with a checkerboard context (its networks start a
 photo-cbr128() {  # photo-cb128 with one residual block in each transform (the blocks start as the identity),
   # trained on: to step 2,508 at lr 1e-4, then to STEPS at 3e-5 (the card says how many)
   [ -f "$OUT/photo-cb128.safetensors" ] || photo-cb128
-  run="${RUNS:-$HOME/.cache/vqzip/runs}/photo-cbr128"
+  run="$RUNS/photo-cbr128"
   cbr=(--arch hyperprior --out "$OUT/photo-cbr128" --init "$OUT/photo-cb128" --channels 128 --slices 5 --context 128
        --checkerboard --residual 1 --seed 7 --compile --run "$run"
        --lambdas 0.0008,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18)
@@ -118,39 +119,40 @@ small-hp() {  # the small-image codec, from scratch: CIFAR-10 train + thumbnails
   $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --data "$DATA" --arch hyperprior --downsamples 3 \
     --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64 --channels 64 --latent 128 --hyper 64 \
     --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --lr 3e-4 --seed 0 --steps 16366 --out "$OUT/small-hp" \
-    --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-hp" --test cifar10
+    --run "$RUNS/small-hp" --test cifar10
+}
+
+SMALL_LAMBDAS=0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32
+small() {  # small CHANNELS LAMBDAS ARGS...: the small-image codec's training command (CIFAR-10 train and
+  # thumbnails of the photos, 32x32 crops, entropy model per 32x32 block), the rest of its arguments appended
+  local channels="$1" lambdas="$2"
+  shift 2
+  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --data "$DATA" --arch hyperprior --downsamples 3 \
+    --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64 --channels "$channels" --latent 128 --hyper 64 \
+    --lambdas "$lambdas" --seed 0 --slices 4 --context 64 --checkerboard --prior-block 4 --compile "$@"
 }
 
 small-cb() {  # small-hp with 4 channel-conditional slices and a checkerboard context (they start at zero
   # corrections), trained on: to step 43,744 at lr 3e-4, then to STEPS at 1e-4 (the card says how many); its
   # entropy model runs per 32x32 block, as each training crop was one (--prior-block 4: format version 6)
   [ -f "$OUT/small-hp.safetensors" ] || small-hp
-  cb=(--data "$DATA" --arch hyperprior --downsamples 3 --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64
-      --channels 64 --latent 128 --hyper 64 --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --seed 0
-      --out "$OUT/small-cb" --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-cb" --init "$OUT/small-hp" --slices 4
-      --context 64 --checkerboard --prior-block 4 --compile)
-  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps 43744 --lr 3e-4 --no-evaluate
-  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb[@]}" --steps "${STEPS:-59679}" --lr 1e-4 --test cifar10
+  cb=(--out "$OUT/small-cb" --run "$RUNS/small-cb" --init "$OUT/small-hp")
+  small 64 "$SMALL_LAMBDAS" "${cb[@]}" --steps 43744 --lr 3e-4 --no-evaluate
+  small 64 "$SMALL_LAMBDAS" "${cb[@]}" --steps "${STEPS:-59679}" --lr 1e-4 --test cifar10
 }
 
 small-cb2() {  # small-cb's run continued at lr 3e-5 to step 66,000 (it resumes small-cb's checkpoint)
-  [ -f "${RUNS:-$HOME/.cache/vqzip/runs}/small-cb/checkpoint.pt" ] || small-cb
-  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" --data "$DATA" --arch hyperprior --downsamples 3 \
-    --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64 --channels 64 --latent 128 --hyper 64 \
-    --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --seed 0 --out "$OUT/small-cb2" \
-    --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-cb" --init small-hp --slices 4 --context 64 --checkerboard \
-    --prior-block 4 --compile --steps 66000 --lr 3e-5 --test cifar10
+  [ -f "$RUNS/small-cb/checkpoint.pt" ] || small-cb
+  small 64 "$SMALL_LAMBDAS" --out "$OUT/small-cb2" --run "$RUNS/small-cb" --init small-hp --steps 66000 --lr 3e-5 \
+    --test cifar10
 }
 
 small-cb3() {  # small-cb2 widened to 96 channels (the new ones start silent), trained on: to step 7,451 at lr 1e-4,
   # then to 10,230 at 3e-5
   [ -f "$OUT/small-cb2.safetensors" ] || small-cb2
-  cb3=(--data "$DATA" --arch hyperprior --downsamples 3 --thumbnails 32,64 --crops 20000 --crop 32 --batch-size 64
-       --channels 96 --latent 128 --hyper 64 --lambdas 0.0025,0.005,0.01,0.02,0.04,0.08,0.16,0.32 --seed 0
-       --out "$OUT/small-cb3" --run "${RUNS:-$HOME/.cache/vqzip/runs}/small-cb3" --init "$OUT/small-cb2" --slices 4
-       --context 64 --checkerboard --prior-block 4 --compile)
-  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb3[@]}" --steps 7451 --lr 1e-4 --no-evaluate
-  $VQZIP train cifar10 "$DATA/photos/cbsd432" "$DATA/photos/cbsd68" "${cb3[@]}" --steps 10230 --lr 3e-5 --test cifar10
+  cb3=(--out "$OUT/small-cb3" --run "$RUNS/small-cb3" --init "$OUT/small-cb2")
+  small 96 "$SMALL_LAMBDAS" "${cb3[@]}" --steps 7451 --lr 1e-4 --no-evaluate
+  small 96 "$SMALL_LAMBDAS" "${cb3[@]}" --steps 10230 --lr 3e-5 --test cifar10
 }
 
 case "${1:-}" in
