@@ -67,6 +67,7 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     card = json.loads((models / "small.json").read_text())
     assert card["config"]["downsamples"] == 3 and card["qualities"] == 2
+    assert card["summary"].startswith("rate-distortion small-image codec")  # `vqzip models` shows it
     assert "H/8 x W/8" in card["tokens"]["grid"] and "20 thumbnails each of 32x32 and 64x64" in card["data"]
 
     from vqzip import api, zoo
