@@ -19,20 +19,8 @@ import os
 from pathlib import Path
 
 from vqzip import api
+from vqzip.cli.train import _rd_test_images
 from vqzip.training.evaluate import measure_photos
-
-CIFAR_TEST_IMAGES = 1000  # what `vqzip train --test cifar10` measures
-
-
-def test_images(test: str, data: Path | None) -> tuple[list, str]:
-    if test == "cifar10" and not Path(test).is_dir():
-        from vqzip.training.data import load_cifar10
-
-        images, _ = load_cifar10("test", data, download=False)
-        return list(images[:CIFAR_TEST_IMAGES]), f"CIFAR-10 test, first {CIFAR_TEST_IMAGES:,} images"
-    from vqzip.training.rd import load_photos
-
-    return load_photos([Path(test)], 1), test
 
 
 def main() -> None:
@@ -44,7 +32,7 @@ def main() -> None:
     m = api.load_model(args.model)
     if not m.is_hyperprior:
         raise SystemExit(f"{m.name} is a token model: its card's results come from measure_priors")
-    images, source = test_images(args.test, args.data)
+    images, source = _rd_test_images(Path(args.test), args.data)  # what `vqzip train --test` measures
     rows = measure_photos(m, images)
     card_path = m.path.with_suffix(".json")
     card = json.loads(card_path.read_text())
