@@ -65,6 +65,18 @@ def test_one_coder_call_per_run_of_tables_codes_what_one_per_table_does(tiny: tu
     assert (y2 == y).all() and (z2 == z).all()
 
 
+def test_a_batch_codes_each_image_as_it_would_alone(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
+    """The coder plans a batch's coding order and table rows for all its images at once: each payload
+    must still be the one that image gets alone, and a batch of payloads decode to each image's tokens."""
+    model, coder = tiny
+    y, z = _tokens(model, 3)
+    y[1, 2, 1, 0] = 300  # an escape in one image only
+    batched = coder.encode(y, z)
+    assert [coder.encode(y[i: i + 1], z[i: i + 1])[0] for i in range(3)] == batched
+    y2, z2 = coder.decode([p for p, _ in batched], y.shape[2], y.shape[3], y.shape[1])
+    assert (y2 == y).all() and (z2 == z).all()
+
+
 def _in_fresh_processes(script: str, **arrays: np.ndarray) -> list[np.ndarray]:
     """What `script` (argv: input .npz, threads, batch, output .npy) saves when run in a fresh process
     with 1 thread and batch 1, then with 2 threads and batch 8: the decoder's tables must not depend on
@@ -129,9 +141,15 @@ def test_shifted_taps_sum_exactly_what_im2col_does(shape: tuple[int, ...]) -> No
     x = rng.choice([-gaussian.ACT_LIMIT, gaussian.ACT_LIMIT, 0, 1], size=(bsz, c, h, w)).astype(np.float64)
     wt = rng.choice([-gaussian.WEIGHT_LIMIT, gaussian.WEIGHT_LIMIT, -1], size=(c * 9, cout)).astype(np.float64)
     b = rng.integers(-(1 << 40), 1 << 40, size=cout).astype(np.float64)
-    im2col = gaussian.IntegerConvStack._conv3x3(x, wt, b)
-    shifted = gaussian.IntegerConvStack._conv3x3_shifted(x, wt, b)
-    assert shifted.shape == (bsz, cout, h, w) and np.array_equal(im2col, shifted)
+    taps = gaussian.tap_major(wt.T)
+    channels_last = x.transpose(0, 2, 3, 1)
+    im2col = gaussian.conv3x3(channels_last, taps, b)
+    shifted = gaussian.conv3x3_shifted(channels_last, taps, b)
+    assert shifted.shape == (bsz, h, w, cout) and np.array_equal(im2col, shifted)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))  # and both the plain definition's sums
+    direct = np.stack([sum(padded[:, ci, i: i + h, j: j + w, None] * wt[ci * 9 + i * 3 + j]
+                           for ci in range(c) for i in range(3) for j in range(3)) + b], 0)[0]
+    assert np.array_equal(im2col, direct)
 
 
 def _hs_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:

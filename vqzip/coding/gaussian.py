@@ -148,20 +148,27 @@ def derived_layers(weights: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _floor_shift(acc: np.ndarray, shift: int) -> np.ndarray:
-    """round(acc / 2^shift), halves up, exactly: acc holds integers, the division is by a power of two."""
-    return np.floor((acc + 2.0 ** (shift - 1)) / 2.0**shift) if shift > 0 else acc * 2.0**-shift
+    """round(acc / 2^shift), halves up, exactly (acc holds integers, the division is by a power of
+    two), in place."""
+    if shift > 0:
+        acc += 2.0 ** (shift - 1)
+    acc *= 2.0**-shift
+    return np.floor(acc, out=acc)
 
 
 def _pixel_shuffle(x: np.ndarray) -> np.ndarray:
-    b, c4, h, w = x.shape
+    """Channels-last 2x pixel shuffle (B, H, W, 4C) -> (B, 2H, 2W, C): channel 4c + 2i + j of a
+    position goes to row offset i, column offset j (torch's pixel_shuffle)."""
+    b, h, w, c4 = x.shape
     c = c4 // 4
-    return x.reshape(b, c, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c, 2 * h, 2 * w)
+    return x.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c)
 
 
 class IntegerConvStack:
     """3x3 convolutions in exact integer arithmetic, ReLU between them (and a 2x pixel shuffle after
     each but the last where `upsample`): fixed-point inputs with 8 fraction bits to fixed-point
-    outputs, as float64 holding integers."""
+    outputs, as float64 holding integers. Activations are kept channels-last between layers, so that
+    a convolution's inputs are rows of channels that its matrix products read without transposing."""
 
     def __init__(self, tensors: dict[str, np.ndarray], names: tuple[str, ...], upsample: bool = False) -> None:
         self.upsample = upsample
@@ -172,63 +179,77 @@ class IntegerConvStack:
             shift = int(np.asarray(tensors[f"{name}.shift"]).ravel()[0])
             if np.abs(w).max() > WEIGHT_LIMIT or w.shape[1] * WEIGHT_LIMIT * ACT_LIMIT + np.abs(b).max() >= EXACT_LIMIT // 2:
                 raise ValueError(f"integer network layer {name} exceeds the exact integer range")
-            self.layers.append((np.ascontiguousarray(w.T), b, shift))
+            self.layers.append((tap_major(w), b, shift))
 
     @property
     def out_channels(self) -> int:
-        return self.layers[-1][0].shape[1]
+        return self.layers[-1][0].shape[2]
 
     def run(self, a: np.ndarray) -> np.ndarray:
-        """Fixed-point input (B, C, H, W) -> fixed-point output, clipped to +-ACT_LIMIT."""
-        for i, (wt, b, shift) in enumerate(self.layers):
-            conv = self._conv3x3 if a.shape[2] * a.shape[3] <= SMALL_GRID else self._conv3x3_shifted
-            a = _floor_shift(conv(a, wt, b), shift)
+        """Fixed-point input (B, C, H, W) -> fixed-point output (B, C', H', W'), clipped to +-ACT_LIMIT."""
+        x = a.transpose(0, 2, 3, 1)
+        for i, (taps, b, shift) in enumerate(self.layers):
+            conv = conv3x3 if x.shape[1] * x.shape[2] <= SMALL_GRID else conv3x3_shifted
+            x = _floor_shift(conv(x, taps, b), shift)
             if i < len(self.layers) - 1:
-                a = np.clip(a, 0, ACT_LIMIT)
-                a = _pixel_shuffle(a) if self.upsample else a
+                x = np.clip(x, 0, ACT_LIMIT, out=x)
+                x = _pixel_shuffle(x) if self.upsample else x
             else:
-                a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
-        return a
+                x = np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
+        return x.transpose(0, 3, 1, 2)
 
-    @staticmethod
-    def _conv3x3(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """3x3 convolution, zero padding, of integer-valued float64 x (B, C, H, W): exact sums. For small
-        grids (run() sends larger ones to _conv3x3_shifted): an im2col product over as many whole images
-        as fit a chunk, at least one."""
-        bsz, c, h, w = x.shape
-        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-        out = np.empty((bsz, h, w, wt.shape[1]))
-        step = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)) // (h * w))
-        for i in range(0, bsz, step):
-            win = np.lib.stride_tricks.sliding_window_view(padded[i: i + step], (3, 3), axis=(2, 3))
-            cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * 9)
-            out[i: i + step] = (cols @ wt + b).reshape(-1, h, w, wt.shape[1])
-        return out.transpose(0, 3, 1, 2)
 
-    @staticmethod
-    def _conv3x3_shifted(x: np.ndarray, wt: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """_conv3x3 for large grids without its 9x im2col copy: the zero-padded image laid out as
-        rows of channels, each of the nine taps reads one contiguous run of those rows, so the
-        convolution is nine matrix products summed (the two border columns of each row are computed
-        and dropped). Every partial sum is an integer below 2^53 (the layer check), so the order of
-        the sums cannot change the result: it equals _conv3x3's exactly."""
-        bsz, c, h, w = x.shape
-        taps = wt.reshape(c, 9, -1)
-        cout, row = taps.shape[2], w + 2
-        out = np.empty((bsz, h, w, cout))
-        rows = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)) // row)
-        for i in range(bsz):
-            flat = np.zeros(((h + 2) * row + 2, c))  # one spare zero row before and after the padded image
-            flat[1:-1].reshape(h + 2, row, c)[1:-1, 1:-1] = x[i].transpose(1, 2, 0)
-            for r0 in range(0, h, rows):
-                r1 = min(h, r0 + rows)
-                n = (r1 - r0) * row
-                acc = np.broadcast_to(b, (n, cout)).copy()
-                for k in range(9):
-                    start = (r0 + k // 3) * row + k % 3
-                    acc += flat[start: start + n] @ taps[:, k]
-                out[i, r0:r1] = acc.reshape(r1 - r0, row, cout)[:, 1:-1]
-        return out.transpose(0, 3, 1, 2)
+def tap_major(w: np.ndarray) -> np.ndarray:
+    """A stored weight matrix (out, in * 9), in-channel major as torch's, as taps (9, in, out)."""
+    return np.ascontiguousarray(w.reshape(len(w), -1, 9).transpose(2, 1, 0))
+
+
+def conv3x3(x: np.ndarray, taps: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3x3 convolution, zero padding, of integer-valued float64 x (B, H, W, C) channels-last under
+    taps (9, C, C') -> (B, H, W, C'): exact sums (every partial sum is an integer below 2^53, the
+    layer check, so no order of summation changes them). For small grids (larger ones:
+    conv3x3_shifted), as many whole images at a time as fit a chunk: the centre tap's product over
+    every position, then each other tap's over only the positions whose neighbour it reads is
+    inside the grid (on a 4x4 grid, 100 of the 144 products an im2col would make; on 1x1, 1 of 9)."""
+    bsz, h, w, c = x.shape
+    cout = taps.shape[2]
+    out = np.empty((bsz, h, w, cout))
+    step = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // max(c, cout)) // (h * w))
+    for i in range(0, bsz, step):
+        part, acc = x[i: i + step], out[i: i + step]
+        n = len(part)
+        np.matmul(part.reshape(-1, c), taps[4], out=acc.reshape(-1, cout))
+        acc += b
+        for k in (0, 1, 2, 3, 5, 6, 7, 8):
+            dy, dx = k // 3 - 1, k % 3 - 1
+            r0, r1, c0, c1 = max(0, -dy), h - max(0, dy), max(0, -dx), w - max(0, dx)
+            if r1 > r0 and c1 > c0:
+                src = part[:, r0 + dy: r1 + dy, c0 + dx: c1 + dx].reshape(-1, c)
+                acc[:, r0:r1, c0:c1] += (src @ taps[k]).reshape(n, r1 - r0, c1 - c0, cout)
+    return out
+
+
+def conv3x3_shifted(x: np.ndarray, taps: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """conv3x3 for large grids without its 9x im2col copy: the zero-padded image laid out as rows
+    of channels, each of the nine taps reads one contiguous run of those rows, so the convolution
+    is nine matrix products summed (the two border columns of each row are computed and dropped).
+    The same integers as conv3x3's, exactly."""
+    bsz, h, w, c = x.shape
+    cout, row = taps.shape[2], w + 2
+    out = np.empty((bsz, h, w, cout))
+    rows = max(1, min(ROWS_PER_CHUNK, CHUNK_FLOATS // (9 * c)) // row)
+    for i in range(bsz):
+        flat = np.zeros(((h + 2) * row + 2, c))  # one spare zero row before and after the padded image
+        flat[1:-1].reshape(h + 2, row, c)[1:-1, 1:-1] = x[i]
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            n = (r1 - r0) * row
+            acc = np.broadcast_to(b, (n, cout)).copy()
+            for k in range(9):
+                start = (r0 + k // 3) * row + k % 3
+                acc += flat[start: start + n] @ taps[k]
+            out[i, r0:r1] = acc.reshape(r1 - r0, row, cout)[:, 1:-1]
+    return out
 
 
 class IntegerHyperSynthesis(IntegerConvStack):
@@ -320,6 +341,9 @@ def escape_table() -> np.ndarray:
 
 
 ESCAPE_COST = -np.log2(escape_table() / escape_table().sum())  # bits of each Exp-Golomb prefix
+
+
+Segment = tuple[int, int, int, "np.ndarray | None"]  # (start, end, run, table rows or None) in coding order
 
 
 class HyperpriorCoder:
@@ -430,13 +454,38 @@ class HyperpriorCoder:
         keep = np.broadcast_to(anchors(h, w), (width, h, w)).ravel()
         return [np.flatnonzero(keep), np.flatnonzero(~keep)]
 
-    def _segments(self, t: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-        """The coding order of one image's y tokens, by table index `t` (stable: raster order within a
-        table), and its segments (start, end, run): the tokens of one run of same-length tables."""
-        order = np.argsort(t, kind="stable")
-        runs = self._run_of[t[order]]
-        starts = [0, *(np.flatnonzero(np.diff(runs)) + 1).tolist()] if len(t) else []
-        return order, list(zip(starts, [*starts[1:], len(t)], runs[starts].tolist()))
+    def _plan(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[Segment]]]:
+        """The coding order of one group's tokens in each of n images, by table index t (n, P)
+        (stable: raster order within a table), those tokens' tables in that order, and each image's
+        segments: the tokens of one run of same-length tables, with their table rows for one coder
+        call where those fit TABLE_ROWS. Planned for every image at once: the sort, and each run's
+        row gather over all images, are one numpy call each (the coder calls stay per image)."""
+        n, p = t.shape
+        order = np.argsort(t, axis=1, kind="stable")
+        ts = np.take_along_axis(t, order, 1)
+        runs = self._run_of[ts].ravel()
+        key = np.repeat(np.arange(n) * len(self._run_start), p) + runs  # ascends: image, then run
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if n * p else np.zeros(0, np.int64)
+        lengths = np.diff(np.r_[starts, n * p])
+        seg_run = runs[starts]
+        rows: list[np.ndarray | None] = [None] * len(starts)
+        by_run = np.argsort(seg_run, kind="stable")  # each run's segments, in image order
+        cuts = np.flatnonzero(np.diff(seg_run[by_run])) + 1
+        for segs in np.split(by_run, cuts) if len(by_run) > 1 else []:
+            run, count = int(seg_run[segs[0]]), lengths[segs]
+            table_rows = self._run_rows[run]
+            if len(segs) == 1 or int(count.sum()) * table_rows.shape[1] > TABLE_ROWS:
+                continue  # _rows per segment (as fast for one), or one call per table
+            ends = np.cumsum(count)
+            tokens = np.repeat(starts[segs] - (ends - count), count) + np.arange(ends[-1])
+            gathered = table_rows[ts.ravel()[tokens] - self._run_start[run]]
+            for k, end, size in zip(segs.tolist(), ends.tolist(), count.tolist()):
+                rows[k] = gathered[end - size: end]
+        segments: list[list[Segment]] = [[] for _ in range(n)]
+        for start, size, run, r in zip(starts.tolist(), lengths.tolist(), seg_run.tolist(), rows):
+            i, a = divmod(start, p)
+            segments[i].append((a, a + size, run, r))
+        return order, ts, segments
 
     def _rows(self, run: int, tables: np.ndarray) -> np.ndarray | None:
         """One table row per token for a single coder call, or None where that would take more than
@@ -472,6 +521,12 @@ class HyperpriorCoder:
         block = width * y.shape[2] * y.shape[3]
         groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *y.shape[2:])]
         floor_bits = self.min_payload_bits(y.shape[1], *y.shape[2:]) if self.fine else 0.0  # see with_fine_tables
+        plans = []
+        for part in groups:  # each group's order, symbols and escapes for every image at once
+            order, ts, segments = self._plan(t[:, part])
+            sym = np.take_along_axis(clipped[:, part], order, 1).astype(np.int32)
+            offset, hs = np.take_along_axis(s[:, part], order, 1), self.half[ts]
+            plans.append((ts, segments, sym, np.abs(offset) - hs, np.abs(offset) >= hs))
         out = []
         for i in range(n):
             enc = TokenEncoder()
@@ -481,27 +536,24 @@ class HyperpriorCoder:
                 for ch in range(c):
                     enc.encode_with(z_sym[i, ch], self._model("z", ch))
             escape_bits = 0.0
-            for part in groups:
-                escape_bits += self._encode_slice(enc, s[i, part], t[i, part], clipped[i, part], half[i, part])
+            for ts, segments, sym, excess, at_end in plans:
+                self._encode_segments(enc, segments[i], ts[i], sym[i])
+                if at_end[i].any():
+                    escape_bits += self._encode_escapes(enc, excess[i], at_end[i])
             out.append((enc.finish(floor_bits), float(bits[i]) + escape_bits))
         return out
 
-    def _encode_slice(self, enc: TokenEncoder, s: np.ndarray, t: np.ndarray, clipped: np.ndarray,
-                      half: np.ndarray) -> float:
-        """One slice's tokens (offsets s from their means' integer parts, tables t) by table, then its
-        escapes; returns the escapes' bits."""
-        order, segments = self._segments(t)
-        ts, sym = t[order], clipped[order].astype(np.int32)
-        for a, b, run in segments:
-            rows = self._rows(run, ts[a:b])
+    def _encode_segments(self, enc: TokenEncoder, segments: list[Segment], ts: np.ndarray, sym: np.ndarray) -> None:
+        """One group's symbols of one image, in coding order (tables ts), segment by segment."""
+        for a, b, run, rows in segments:
+            if rows is None:
+                rows = self._rows(run, ts[a:b])
             if rows is not None:
                 enc.encode_rows(sym[a:b], rows)
                 continue
             cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
             for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
                 enc.encode_with(sym[u:v], self._model("y", int(ts[u])))
-        hs, ss = half[order], s[order]
-        return self._encode_escapes(enc, np.abs(ss) - hs, np.abs(ss) >= hs)
 
     def _encode_escapes(self, enc: TokenEncoder, excess: np.ndarray, at_end: np.ndarray) -> float:
         """Exp-Golomb remainders of the tokens coded as a table's end symbol, in coding order."""
@@ -543,30 +595,30 @@ class HyperpriorCoder:
                     m, ls = self.context.spatial(sl, m, ls, self._blocks(y[:, part]))
                 table, base = (self._unblocks(a, n, h, w) for a in table_index(m, ls))
                 table, base = table.reshape(n, -1)[:, positions], base.reshape(n, -1)[:, positions]
+                order, ts, segments = self._plan(table)
                 for i, d in enumerate(decoders):
-                    flat[i, positions] = self._decode_slice(d, table[i]) + base[i]
+                    flat[i, positions[order[i]]] = self._decode_segments(d, segments[i], ts[i]) + base[i, order[i]]
             y[:, part] = flat.reshape(n, width, h, w)
         if np.abs(y).max(initial=0) >= TOKEN_LIMIT:
             raise FormatError("payload decodes to a token outside the model's range")
         return y, z
 
-    def _decode_slice(self, d: TokenDecoder, t: np.ndarray) -> np.ndarray:
-        """One slice's offsets from their means' integer parts (tables t), as _encode_slice wrote them."""
-        half = self.half[t]
-        order, segments = self._segments(t)
-        ts = t[order]
-        sym = np.empty(len(t), np.int64)
-        for a, b, run in segments:
-            rows = self._rows(run, ts[a:b])
+    def _decode_segments(self, d: TokenDecoder, segments: list[Segment], ts: np.ndarray) -> np.ndarray:
+        """One group's offsets from their means' integer parts, in coding order (tables ts), as
+        _encode_segments and _encode_escapes wrote them."""
+        sym = np.empty(len(ts), np.int64)
+        for a, b, run, rows in segments:
+            if rows is None:
+                rows = self._rows(run, ts[a:b])
             if rows is not None:
                 sym[a:b] = d.decode_rows(rows)
                 continue
             cuts = np.flatnonzero(np.diff(ts[a:b])) + 1 + a
             for u, v in zip(np.r_[a, cuts], np.r_[cuts, b]):
                 sym[u:v] = d.decode_with(self._model("y", int(ts[u])), int(v - u))
-        s = np.empty(len(t), np.int64)
-        s[order] = sym - self.half[ts]
-        for pos in order[np.abs(s[order]) >= half[order]]:
+        half = self.half[ts]
+        s = sym - half
+        for pos in np.flatnonzero(np.abs(s) >= half):
             n = int(d.decode_with(self._model("esc", 0), 1)[0])
             rest = 0
             for shift in range(0, n, 8):
