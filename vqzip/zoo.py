@@ -59,21 +59,23 @@ def model_dirs() -> list[Path]:
     return seen
 
 
+def _names_in(dirs: list[Path]) -> list[str]:
+    """Model names in `dirs`, each once, in the order first found."""
+    names: list[str] = []
+    for d in dirs:
+        if d.is_dir():
+            names += [p.name[: -len(SUFFIX)] for p in _model_files(d) if p.name[: -len(SUFFIX)] not in names]
+    return names
+
+
 def shipped_models() -> list[str]:
     """The models installed with vqzip itself (not $VQZIP_MODELS'): what the fuzzer seeds from and the
     tests and benchmarks check, so a model added to models/ is covered without editing a list."""
-    names: list[str] = []
-    for d in _installed_dirs():
-        if d.is_dir():
-            names += [p.name[: -len(SUFFIX)] for p in _model_files(d) if p.name[: -len(SUFFIX)] not in names]
-    return sorted(names)
+    return sorted(_names_in(_installed_dirs()))
 
 
 def available_models() -> list[str]:
-    names: list[str] = []
-    for d in model_dirs():
-        names += [p.name[: -len(SUFFIX)] for p in _model_files(d) if p.name[: -len(SUFFIX)] not in names]
-    return names
+    return _names_in(model_dirs())
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Path:

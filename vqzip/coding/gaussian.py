@@ -108,7 +108,8 @@ def export_conv_layers(state: dict[str, Any], layers: dict[str, str]) -> dict[st
     fraction bits."""
     out: dict[str, np.ndarray] = {}
     for name, prefix in layers.items():
-        w = np.asarray(state[f"{prefix}.weight"], dtype=np.float64)
+        w = np.asarray(state[f"{prefix}.weight"])
+        w = w.astype(np.result_type(w.dtype, np.float32))  # float16 as float32: scaling by 2^shift stays exact
         b = np.asarray(state[f"{prefix}.bias"], dtype=np.float64)
         shift = weight_shift(max(float(np.abs(w).max()), 1e-12))
         out[f"{name}.weight"] = np.round(w * 2.0**shift).astype(np.int16).reshape(len(w), -1)
@@ -174,12 +175,13 @@ class IntegerConvStack:
         self.upsample = upsample
         self.layers = []
         for name in names:
-            w = np.asarray(tensors[f"{name}.weight"], dtype=np.float64)
+            w = np.asarray(tensors[f"{name}.weight"])  # int16 as stored or derived: checked and reordered so
             b = np.asarray(tensors[f"{name}.bias"], dtype=np.float64)
             shift = int(np.asarray(tensors[f"{name}.shift"]).ravel()[0])
-            if np.abs(w).max() > WEIGHT_LIMIT or w.shape[1] * WEIGHT_LIMIT * ACT_LIMIT + np.abs(b).max() >= EXACT_LIMIT // 2:
+            if max(-float(w.min()), float(w.max())) > WEIGHT_LIMIT or \
+                    w.shape[1] * WEIGHT_LIMIT * ACT_LIMIT + np.abs(b).max() >= EXACT_LIMIT // 2:
                 raise ValueError(f"integer network layer {name} exceeds the exact integer range")
-            self.layers.append((tap_major(w), b, shift))
+            self.layers.append((tap_major(w).astype(np.float64), b, shift))  # then float64 for exact products
 
     @property
     def out_channels(self) -> int:
