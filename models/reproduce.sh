@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild a shipped model from the repository, with the commands its model card records, in order.
 #
-#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp, small-cb, small-cb2, small-cb3
+#   bash models/reproduce.sh NAME            # NAME: cifar10-rvq, cifar10-byte, cifar10-vq, photo-rvq-v1, photo-rvq, photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128, photo-cb128, photo-cbr128, small-hp, small-cb, small-cb2, small-cb3, small-cbr
 #   OUT=/tmp/rebuilt bash models/reproduce.sh photo-rvq   # write elsewhere, to compare with models/
 #
 # Data: $VQZIP_DATA (default ../shared/data) holds cifar10/ and photos/cbsd68/; CIFAR-10 is otherwise
@@ -155,7 +155,22 @@ small-cb3() {  # small-cb2 widened to 96 channels (the new ones start silent), t
   small 96 "$SMALL_LAMBDAS" "${cb3[@]}" --steps 10230 --lr 3e-5 --test cifar10
 }
 
+small-cbr() {  # small-cb3's run on at 3e-5 to step 20,012; a 9th quality (lambda 0.64), 7,391 steps; a 10th
+  # (1.28), 4,095 steps; then one residual block in each transform (identity at first): to step 9,161 at 1e-4,
+  # then to 16,000 at 3e-5 (each stage a new run from the one before, at lr 3e-5 unless said)
+  [ -f "$RUNS/small-cb3/checkpoint.pt" ] || small-cb3
+  small 96 "$SMALL_LAMBDAS" --out "$OUT/small-cb3-step20012" --run "$RUNS/small-cb3" --init "$OUT/small-cb2" \
+    --steps 20012 --lr 3e-5 --no-evaluate
+  small 96 "$SMALL_LAMBDAS,0.64" --out "$OUT/small-q9" --run "$RUNS/small-q9" --init "$OUT/small-cb3-step20012" \
+    --steps 7391 --lr 3e-5 --no-evaluate
+  small 96 "$SMALL_LAMBDAS,0.64,1.28" --out "$OUT/small-q10" --run "$RUNS/small-q10" --init "$OUT/small-q9" \
+    --steps 4095 --lr 3e-5 --no-evaluate
+  cbr=(--out "$OUT/small-cbr" --run "$RUNS/small-cbr" --init "$OUT/small-q10" --residual 1)
+  small 96 "$SMALL_LAMBDAS,0.64,1.28" "${cbr[@]}" --steps 9161 --lr 1e-4 --no-evaluate
+  small 96 "$SMALL_LAMBDAS,0.64,1.28" "${cbr[@]}" --steps 16000 --lr 3e-5 --test cifar10
+}
+
 case "${1:-}" in
-  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2|small-cb3) "$1" ;;
-  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2|small-cb3}" >&2; exit 2 ;;
+  cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2|small-cb3|small-cbr) "$1" ;;
+  *) echo "usage: bash models/reproduce.sh {cifar10-rvq|cifar10-byte|cifar10-vq|photo-rvq-v1|photo-rvq|photo-hp-v1|photo-hp-v2|photo-hp|photo-cc|photo-cc128|photo-cb128|photo-cbr128|small-hp|small-cb|small-cb2|small-cb3|small-cbr}" >&2; exit 2 ;;
 esac

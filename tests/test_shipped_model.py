@@ -86,10 +86,10 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
 
 def test_shipped_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    # 170 MB: sixteen models since photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128 and
+    # 180 MB: seventeen models since photo-hp-v1, photo-hp-v2, photo-hp, photo-cc, photo-cc128 and
     # photo-cb128 stay installed beside photo-cbr128 (18 MB: 128 channels, residual blocks, slice and
-    # checkerboard contexts), and cifar10-rvq, small-hp, small-cb and small-cb2 beside small-cb3 (8.9 MB:
-    # 96 channels), so that their files decode
-    assert total < 170e6, f"models/ holds {total / 1e6:.1f} MB, over the 170 MB budget"
+    # checkerboard contexts), and cifar10-rvq, small-hp, small-cb, small-cb2 and small-cb3 beside small-cbr
+    # (10.2 MB: 96 channels, residual blocks, 10 qualities), so that their files decode: 174.8 MB
+    assert total < 180e6, f"models/ holds {total / 1e6:.1f} MB, over the 180 MB budget"
     big = [f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in SHIPPED.iterdir() if p.stat().st_size >= 20e6]
     assert not big, f"over the 20 MB a file may take in the repository: {', '.join(big)}"

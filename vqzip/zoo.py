@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import ModelNotFound
 
-DEFAULT_MODEL = "small-cb3"  # small images (api.pick_model), and the model load_model(None) gives
+DEFAULT_MODEL = "small-cbr"  # small images (api.pick_model), and the model load_model(None) gives
 TOKEN_MODEL = "cifar10-rvq"  # what --prior static|context without -m codes with: a token model has such tables
 DEFAULT_PHOTO_MODEL = "photo-cbr128"  # photos (api.pick_model)
 SUFFIX = ".safetensors"
