@@ -107,7 +107,7 @@ def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple
         "from vqzip.coding import gaussian\n"
         "hs = IntegerHyperSynthesis({k: d[k] for k in d.files if k != 'z'})\n"
         "out = []\n"
-        "for grid in (gaussian.SMALL_GRID, 0):  # im2col, then shifted taps\n"
+        "for grid in (gaussian.SMALL_GRID, 0):  # taps inside the grid, then shifted taps\n"
         "    gaussian.SMALL_GRID = grid\n"
         "    out += [np.concatenate(hs(d['z'][i:i + batch]), 1) for i in range(0, len(d['z']), batch)]\n"
         "np.save(sys.argv[4], np.concatenate(out))\n")
@@ -119,12 +119,12 @@ def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple
 
 def test_hyper_synthesis_gives_the_same_integers_in_whole_images_or_in_rows(
         tiny: tuple[PhotoCodec, HyperpriorCoder], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small grids go through im2col products several whole images at a time, large ones through
+    """Small grids go through products over several whole images at a time, large ones through
     shifted taps a few rows of one image at a time: every path must give the same integers."""
     model, coder = tiny
     _, z = _tokens(model, 5, seed=2)
     whole = np.concatenate(coder.hs(z), 1)
-    monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 3)  # under one image's positions: one image per im2col product
+    monkeypatch.setattr(gaussian, "ROWS_PER_CHUNK", 3)  # under one image's positions: one image per product
     assert (np.concatenate(coder.hs(z), 1) == whole).all()
     monkeypatch.setattr(gaussian, "SMALL_GRID", 0)  # every grid through the shifted taps, in row chunks
     assert (np.concatenate(coder.hs(z), 1) == whole).all()
@@ -132,10 +132,11 @@ def test_hyper_synthesis_gives_the_same_integers_in_whole_images_or_in_rows(
     assert (np.concatenate(coder.hs(z), 1) == whole).all()
 
 
-@pytest.mark.parametrize("shape", [(1, 7, 5, 9, 3), (3, 4, 1, 1, 2), (2, 6, 12, 4, 5)])
-def test_shifted_taps_sum_exactly_what_im2col_does(shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("shape", [(1, 7, 5, 9, 3), (3, 4, 1, 1, 2), (2, 3, 1, 6, 4), (2, 6, 12, 4, 5)])
+def test_valid_taps_shifted_taps_and_the_definition_give_the_same_integers(shape: tuple[int, ...]) -> None:
     """At the extremes the layer check allows (weights +-WEIGHT_LIMIT, activations +-ACT_LIMIT) the
-    two convolutions give the same integers: no partial sum leaves float64's exact range."""
+    two convolutions (small grids: only the taps inside the grid; large: nine shifted products) and a
+    direct sum of the definition give the same integers: no partial sum leaves float64's exact range."""
     bsz, c, h, w, cout = shape
     rng = np.random.default_rng(0)
     x = rng.choice([-gaussian.ACT_LIMIT, gaussian.ACT_LIMIT, 0, 1], size=(bsz, c, h, w)).astype(np.float64)
@@ -143,13 +144,13 @@ def test_shifted_taps_sum_exactly_what_im2col_does(shape: tuple[int, ...]) -> No
     b = rng.integers(-(1 << 40), 1 << 40, size=cout).astype(np.float64)
     taps = gaussian.tap_major(wt.T)
     channels_last = x.transpose(0, 2, 3, 1)
-    im2col = gaussian.conv3x3(channels_last, taps, b)
+    valid = gaussian.conv3x3(channels_last, taps, b)
     shifted = gaussian.conv3x3_shifted(channels_last, taps, b)
-    assert shifted.shape == (bsz, h, w, cout) and np.array_equal(im2col, shifted)
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))  # and both the plain definition's sums
-    direct = np.stack([sum(padded[:, ci, i: i + h, j: j + w, None] * wt[ci * 9 + i * 3 + j]
-                           for ci in range(c) for i in range(3) for j in range(3)) + b], 0)[0]
-    assert np.array_equal(im2col, direct)
+    assert shifted.shape == (bsz, h, w, cout) and np.array_equal(valid, shifted)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    direct = sum(padded[:, ci, i: i + h, j: j + w, None] * wt[ci * 9 + i * 3 + j]
+                 for ci in range(c) for i in range(3) for j in range(3)) + b
+    assert np.array_equal(valid, direct)
 
 
 def _hs_tensors(model: PhotoCodec) -> dict[str, np.ndarray]:

@@ -39,8 +39,8 @@ TOKEN_LIMIT = 1 << 15  # |y token| < this: the encoder clamps, the decoder never
 TABLE_TOTAL = 1 << 16  # frequencies of a table sum to about this; every entry >= 1
 ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
 ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
-CHUNK_FLOATS = 1 << 23  # and at most this many im2col entries per product (64 MB), for wide inputs
-SMALL_GRID = 256  # grids of at most this many positions take im2col (batches of small images); larger, shifted taps
+CHUNK_FLOATS = 1 << 23  # and at most this many floats per product's operand or result (64 MB), for wide layers
+SMALL_GRID = 256  # grids of at most this many positions take conv3x3's taps (batches of small images); larger, shifted taps
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 LAYERS = ("up1", "up2", "out")
 STORED_TABLES = ("z_tables", "y_tables", "y_offsets")  # what a model file must hold of the coder
@@ -232,7 +232,7 @@ def conv3x3(x: np.ndarray, taps: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def conv3x3_shifted(x: np.ndarray, taps: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """conv3x3 for large grids without its 9x im2col copy: the zero-padded image laid out as rows
+    """conv3x3 for large grids, without copying the input for each tap: the zero-padded image laid out as rows
     of channels, each of the nine taps reads one contiguous run of those rows, so the convolution
     is nine matrix products summed (the two border columns of each row are computed and dropped).
     The same integers as conv3x3's, exactly."""
