@@ -42,6 +42,7 @@ ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on larg
 CHUNK_FLOATS = 1 << 23  # and at most this many floats per product's operand or result (64 MB), for wide layers
 SMALL_GRID = 256  # grids of at most this many positions take conv3x3's taps (batches of small images); larger, shifted taps
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
+BLOCKS_PER_CHUNK = 1024  # blocks (PhotoConfig.prior_block) whose entropy parameters the encoder derives at once
 LAYERS = ("up1", "up2", "out")
 STORED_TABLES = ("z_tables", "y_tables", "y_offsets")  # what a model file must hold of the coder
 CONTEXT_TOKEN_LIMIT = 4096  # as codec.hyperprior's: tokens enter a slice's context clamped to +-this
@@ -388,7 +389,7 @@ class HyperpriorCoder:
         the ideal bits) and the tables as float64 rows, stacked per run of consecutive tables of one
         length (for one coder call per run: TABLE_ROWS)."""
         self.y_freq = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-        self.half = np.array([(len(f) - 1) // 2 for f in self.y_freq])
+        self.half = np.array([(len(f) - 1) // 2 for f in self.y_freq], dtype=np.int32)
         self._models: dict[tuple[str, int], Any] = {}
         self._fine = None
         self._y_offsets = offsets[:-1]
@@ -426,19 +427,30 @@ class HyperpriorCoder:
 
     def params(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(table index, mean's integer part) of every y token of images with z tokens (N, C, hz, wz)
-        and y tokens (N, M, h, w): what the decoder derives slice by slice (half by half), all at once."""
+        and y tokens (N, M, h, w): what the decoder derives slice by slice (half by half), all at once.
+        Blocks are independent, so a blocked model takes BLOCKS_PER_CHUNK of them at a time: the float64
+        activations of a whole large image would take gigabytes."""
         n, _, h, w = y.shape
         z, y = self._blocks(z, 4), self._blocks(y)
+        step = BLOCKS_PER_CHUNK if self.block else len(z)
+        parts = [self._params(z[i: i + step], y[i: i + step]) for i in range(0, len(z), step)] or [self._params(z, y)]
+        tables, bases = zip(*parts)
+        return self._unblocks(np.concatenate(tables), n, h, w), self._unblocks(np.concatenate(bases), n, h, w)
+
+    def _params(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """params of grids (or blocks) z, y: each slice's fixed-point outputs become its table indices at
+        once (int16, and int32 means: 6 bytes a token, not the 16 of the outputs)."""
         mean, log_scale = self.hs(z)
         width = self.context.width(mean.shape[1])
-        parts = []
+        tables, bases = [], []
         for s in range(self.context.slices):
             m, ls = self.context(s, mean, log_scale, y)
             if self.context.checkerboard:
                 m, ls = self.context.spatial(s, m, ls, y[:, s * width: (s + 1) * width])
-            parts.append((m, ls))
-        table, base = table_index(np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1))
-        return self._unblocks(table, n, h, w), self._unblocks(base, n, h, w)
+            table, base = table_index(m, ls)
+            tables.append(table.astype(np.int16))  # < SCALES * MEAN_STEPS
+            bases.append(base.astype(np.int32))  # |mean| <= ACT_LIMIT / ONE
+        return np.concatenate(tables, 1), np.concatenate(bases, 1)
 
     def _blocks(self, x: np.ndarray, per_position: int = 1) -> np.ndarray:
         """A grid (N, C, H, W) as the entropy model runs it: whole, or as blocks of self.block token
@@ -513,7 +525,7 @@ class HyperpriorCoder:
         n, c = len(z), len(self.z_freq)
         z_sym = (z.reshape(n, c, -1) + Z_SUPPORT).astype(np.int32)
         z_rows = self._z_rows_for(*z.shape[2:])
-        s = (y - base).reshape(n, -1)
+        s = (y - base).reshape(n, -1).astype(np.int32)  # |y| < TOKEN_LIMIT: int32, a quarter of the memory of int64s
         t = table.reshape(n, -1)
         half = self.half[t]
         clipped = np.clip(s, -half, half) + half
@@ -523,27 +535,24 @@ class HyperpriorCoder:
         block = width * y.shape[2] * y.shape[3]
         groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *y.shape[2:])]
         floor_bits = self.min_payload_bits(y.shape[1], *y.shape[2:]) if self.fine else 0.0  # see with_fine_tables
-        plans = []
-        for part in groups:  # each group's order, symbols and escapes for every image at once
-            order, ts, segments = self._plan(t[:, part])
-            sym = np.take_along_axis(clipped[:, part], order, 1).astype(np.int32)
-            offset, hs = np.take_along_axis(s[:, part], order, 1), self.half[ts]
-            plans.append((ts, segments, sym, np.abs(offset) - hs, np.abs(offset) >= hs))
-        out = []
-        for i in range(n):
-            enc = TokenEncoder()
+        encoders = [TokenEncoder() for _ in range(n)]
+        for i, enc in enumerate(encoders):
             if z_rows is not None:
                 enc.encode_rows(z_sym[i].ravel(), z_rows)
             else:
                 for ch in range(c):
                     enc.encode_with(z_sym[i, ch], self._model("z", ch))
-            escape_bits = 0.0
-            for ts, segments, sym, excess, at_end in plans:
+        escape_bits = np.zeros(n)
+        for part in groups:  # one group's order, symbols and escapes for every image at once, then its coding
+            order, ts, segments = self._plan(t[:, part])
+            sym = np.take_along_axis(clipped[:, part], order, 1).astype(np.int32)
+            offset, hs = np.take_along_axis(s[:, part], order, 1), self.half[ts]
+            excess, at_end = np.abs(offset) - hs, np.abs(offset) >= hs
+            for i, enc in enumerate(encoders):
                 self._encode_segments(enc, segments[i], ts[i], sym[i])
                 if at_end[i].any():
-                    escape_bits += self._encode_escapes(enc, excess[i], at_end[i])
-            out.append((enc.finish(floor_bits), float(bits[i]) + escape_bits))
-        return out
+                    escape_bits[i] += self._encode_escapes(enc, excess[i], at_end[i])
+        return [(enc.finish(floor_bits), float(bits[i]) + float(escape_bits[i])) for i, enc in enumerate(encoders)]
 
     def _encode_segments(self, enc: TokenEncoder, segments: list[Segment], ts: np.ndarray, sym: np.ndarray) -> None:
         """One group's symbols of one image, in coding order (tables ts), segment by segment."""
