@@ -6,15 +6,44 @@ the old ones and the reference codecs, without running anything again.
         --codecs vqzip:small-cb2 vqzip:small-cb vqzip:cifar10-rvq webp avif jpeg-420 \
         --out benchmarks/results/cifar10-small-cb2/rd-compare.png
 
-Each codec's curve comes from the first run (in the order given) that has it.
+Each codec's curve comes from the first run (in the order given) that has it. With --against REF, also
+the BD-rate of every vqzip curve against REF over their shared PSNR range, and with --up-to DB over that
+range cut at DB (curves that reach different heights, compared over the same range), written to --json:
+
+    python benchmarks/rd_compare.py benchmarks/results/kodak-auto/results.json \
+        benchmarks/results/kodak-photo-cbr128-v7/results.json benchmarks/results/kodak-small-cbr/results.json \
+        --codecs vqzip:auto vqzip:photo-cbr128 vqzip:small-cbr webp avif jpeg-420 --against webp --up-to 36.37 \
+        --out benchmarks/results/kodak-auto/rd-compare.png --json benchmarks/results/kodak-auto/bd-compare.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from vqzip.bench.metrics import bd_rate
 from vqzip.bench.report import plot_rd
+
+
+def bd_table(points: list[dict], against: str, up_to: float | None) -> list[dict]:
+    """BD-rate (percent) of each vqzip curve in `points` against the curve `against`, over the shared range
+    and, given `up_to`, over that range cut there."""
+    def curve(codec: str) -> tuple[list[float], list[float]]:
+        rows = sorted((p for p in points if p["codec"] == codec), key=lambda p: p["quality"])
+        return [p["bpp"] for p in rows], [p["psnr"] for p in rows]
+
+    ref = curve(against)
+    out = []
+    for codec in dict.fromkeys(p["codec"] for p in points if p["codec"].startswith("vqzip:")):
+        test = curve(codec)
+        row = {"codec": codec, "reference": against, "psnr_range_db": [round(max(min(ref[1]), min(test[1])), 2),
+                                                                        round(min(max(ref[1]), max(test[1])), 2)],
+               "bd_rate_percent": bd_rate(*ref, *test)}
+        if up_to is not None:
+            row[f"bd_rate_percent_up_to_{up_to:g}_db"] = bd_rate(*ref, *test, up_to=up_to)
+        out.append(row)
+    return out
 
 
 def main() -> None:
@@ -22,6 +51,9 @@ def main() -> None:
     ap.add_argument("runs", type=Path, nargs="+", help="results.json of bench runs on one data set")
     ap.add_argument("--codecs", nargs="+", required=True, help="the curves to draw, in this order")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--against", default=None, help="a reference curve: BD-rates of the vqzip curves against it")
+    ap.add_argument("--up-to", type=float, default=None, help="also over the shared range cut at this PSNR")
+    ap.add_argument("--json", type=Path, default=None, help="where to write the BD-rates (with --against)")
     a = ap.parse_args()
     runs = [json.loads(p.read_text()) for p in a.runs]
     if len({r["meta"]["dataset"] for r in runs}) > 1 or len({r["meta"]["n_images"] for r in runs}) > 1:
@@ -35,6 +67,13 @@ def main() -> None:
     if not plot_rd({"meta": runs[0]["meta"], "points": points}, a.out):
         raise SystemExit("error: matplotlib is not installed (pip install '.[train]')")
     print(f"wrote {a.out}")
+    if a.against is not None:
+        table = bd_table(points, a.against, a.up_to)
+        for row in table:
+            print(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        if a.json is not None:
+            command = "python benchmarks/rd_compare.py " + " ".join(sys.argv[1:])
+            a.json.write_text(json.dumps({"command": command, "bd_rates": table}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

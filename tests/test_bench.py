@@ -111,6 +111,11 @@ def test_bd_rate_known_curves() -> None:
     d1, d2 = np.array([22.0, 25, 28, 31, 34]), np.array([27.0, 30, 33, 36, 39])
     lograte = lambda d: 1.0 + 0.06 * d + 0.001 * d**2  # noqa: E731
     assert bd_rate(10 ** lograte(d1), d1, 10 ** lograte(d2) / 2, d2) == pytest.approx(-50.0, abs=1e-6)
+    # up_to cuts the shared range: a log-rate gap growing as 0.02 per dB from 27 dB averages 0.02 * 2 up to 31 dB
+    gap = lambda d: 0.02 * (d - 27)  # noqa: E731
+    expect = (10 ** (0.02 * 2) - 1) * 100
+    assert bd_rate(10 ** lograte(d2), d2, 10 ** (lograte(d2) + gap(d2)), d2, up_to=31.0) == pytest.approx(expect, abs=1e-6)
+    assert bd_rate(rate, dist, rate, dist, up_to=dist.min()) is None  # nothing left of the range
 
 
 # -- the whole benchmark -------------------------------------------------------------------------
@@ -280,3 +285,28 @@ def test_kodak_thumbs_are_box_downsampled_tiles(tmp_path: Path) -> None:
     assert np.abs(thumbs[1].astype(float) - block_means).max() <= 0.5 + 1e-9  # the second tile of the first photo
     name, images = load_target("kodak-thumbs", tmp_path, 5)
     assert name.startswith("kodak-thumbs") and len(images) == 5
+
+
+def test_run_bench_auto_climbs_what_encode_picks(tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--models auto: quality k is rung k of the images' ladder (vqzip.pick), the rungs recorded; a set
+    whose images climb ladders of different lengths is refused."""
+    from vqzip import pick
+
+    monkeypatch.setattr(pick, "PHOTO_MIN_SIDE", 32)
+    monkeypatch.setattr(pick, "PHOTO_LADDER", (("tiny-rvq", 1), ("tiny-rvq", 3)))
+    monkeypatch.setattr(pick, "DEFAULT_MODEL", "tiny-rvq")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_image(32, 32, seed=i)).save(folder / f"im{i}.png")
+    res = run_bench(str(folder), limit=None, models=["auto", "tiny-rvq"], codecs=["png"], out=tmp_path / "out",
+                    data=None, quiet=True, workers=0)
+    auto = {p["quality"]: p["bytes"] for p in res["points"] if p["codec"] == "vqzip:auto"}
+    own = {p["quality"]: p["bytes"] for p in res["points"] if p["codec"] == "vqzip:tiny-rvq"}
+    assert auto == {1: own[1], 2: own[3]}  # the rungs' files are the model's own at those qualities
+    recorded = next(r for r in res["meta"]["vqzip_models"] if r["name"] == "vqzip:auto")
+    assert [(r["model"], r["quality"]) for r in recorded["rungs"]] == [("tiny-rvq", 1), ("tiny-rvq", 3)]
+    Image.fromarray(smooth_image(16, 16, seed=5)).save(folder / "small.png")  # below PHOTO_MIN_SIDE: 3 rungs, not 2
+    with pytest.raises(ValueError, match="ladders of different lengths"):
+        run_bench(str(folder), limit=None, models=["auto"], codecs=["png"], out=tmp_path / "o2", data=None, quiet=True,
+                  workers=0)

@@ -277,6 +277,25 @@ def test_rate_and_quality_targets(work, tiny_env):
     assert "must be positive" in one_line_error(run("encode", "img.png", "--psnr", "-3", cwd=work), 2)
 
 
+def test_without_m_a_photos_quality_is_a_rung_of_the_photo_ladder(work):
+    """-Q without -m on a photo picks a rung of pick.PHOTO_LADDER (the photo codec's low qualities, the
+    small-image model's high ones), printed with -v and named by info; a rung the ladder lacks is one
+    line of error and no file."""
+    from vqzip import pick
+
+    side = pick.PHOTO_MIN_SIDE
+    Image.fromarray((np.random.default_rng(0).random((side, side, 3)) * 255).astype(np.uint8)).save(work / "photo.png")
+    for rung in (1, len(pick.PHOTO_LADDER)):
+        name, q = pick.PHOTO_LADDER[rung - 1]
+        proc = run("encode", "photo.png", "-Q", rung, "-o", f"r{rung}.vqz", "-v", cwd=work)
+        assert proc.returncode == 0 and f"model {name} quality {q}" in proc.stderr.decode()
+        info = run("info", f"r{rung}.vqz", cwd=work).stdout.decode()
+        assert name in info and f"quality {q}" in info
+    beyond = len(pick.PHOTO_LADDER) + 1
+    line = one_line_error(run("encode", "photo.png", "-Q", beyond, "-o", "x.vqz", cwd=work))
+    assert f"quality {beyond} is outside 1..{len(pick.PHOTO_LADDER)} for photos" in line and not (work / "x.vqz").exists()
+
+
 def test_recursive_mirrors_a_tree(work):
     tree = work / "photos"
     (tree / "sub" / "deep").mkdir(parents=True)

@@ -16,7 +16,7 @@ from vqzip.codec.hyperprior import PhotoCodec, PhotoConfig, gains_for_lambdas, w
 from vqzip.coding import gaussian
 from vqzip.coding.entropy import payload_floor
 from vqzip.coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, HyperpriorCoder, IntegerHyperSynthesis
-from vqzip.errors import FormatError
+from vqzip.errors import FormatError, VqzipError, VqzipWarning
 
 TINY = PhotoConfig(channels=8, latent=12, hyper=8, lambdas=(0.01, 0.05))
 
@@ -318,26 +318,41 @@ def test_cli_encodes_and_decodes_with_the_photo_model(photo_env: Path, tmp_path:
     assert Image.open(tmp_path / "b.png").size == (96, 80)
 
 
-def test_without_a_model_photos_go_to_the_photo_codec_once_one_is_set(
+def test_without_a_model_photos_climb_the_photo_ladder(
         photo_env: Path, tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without -m, a photo's -Q picks a rung of PHOTO_LADDER (two models here, as shipped), a small
+    image's the small-image model's quality; targets search the ladder across both models."""
     from PIL import Image
 
-    from vqzip import api, zoo
+    from vqzip import api, pick, zoo
     from vqzip.coding import container
 
     monkeypatch.setenv("VQZIP_MODELS", os.pathsep.join([str(photo_env), str(tiny_models)]))
-    monkeypatch.setattr(api, "AUTO_PHOTO_MODEL", "tiny-photo")
-    monkeypatch.setattr(api, "DEFAULT_MODEL", "tiny-rvq")
-    monkeypatch.setattr(api, "TOKEN_MODEL", "tiny-rvq")
-    side = api.PHOTO_MIN_SIDE
+    top = zoo.load_model("tiny-rvq").qualities
+    monkeypatch.setattr(pick, "PHOTO_LADDER", (("tiny-photo", 1), ("tiny-photo", 2), ("tiny-rvq", top)))
+    monkeypatch.setattr(pick, "PHOTO_DEFAULT", 1)
+    monkeypatch.setattr(pick, "DEFAULT_MODEL", "tiny-rvq")
+    monkeypatch.setattr(pick, "TOKEN_MODEL", "tiny-rvq")
+    side = pick.PHOTO_MIN_SIDE
     photo, thumb = Image.fromarray(_image(side, side + 8)), Image.fromarray(_image(side - 1, 200))
-    assert api.pick_model(side + 8, side) == "tiny-photo" and api.pick_model(200, side - 1) == "tiny-rvq"
-    assert api.pick_model(side + 8, side, prior="static") == "tiny-rvq"  # static tables exist for token models only
+    assert pick.pick(side + 8, side) == ("tiny-photo", 1) and pick.pick(side + 8, side, 3) == ("tiny-rvq", top)
+    assert pick.pick(200, side - 1) == ("tiny-rvq", zoo.load_model("tiny-rvq").default_quality)
+    assert pick.pick(side + 8, side, prior="static")[0] == "tiny-rvq"  # static tables exist for token models only
+    with pytest.raises(VqzipError, match=r"quality 4 is outside 1\.\.3 for photos"):
+        pick.pick(side + 8, side, 4)
+    ids = {name: zoo.load_model(name).model_id for name in ("tiny-photo", "tiny-rvq")}
     files = api.compress_images([photo, thumb, photo])
-    ids = [container.parse_header(e.data)[0].model_id for e in files]
-    assert ids == [zoo.load_model("tiny-photo").model_id, zoo.load_model("tiny-rvq").model_id, ids[0]]
+    assert [container.parse_header(e.data)[0].model_id for e in files] == [ids["tiny-photo"], ids["tiny-rvq"], ids["tiny-photo"]]
     shapes = [np.asarray(api.decompress(e.data)).shape for e in files]
     assert shapes == [(side, side + 8, 3), (side - 1, 200, 3), (side, side + 8, 3)]
+    [high] = api.compress_images([photo], quality=3)
+    assert container.parse_header(high.data)[0].model_id == ids["tiny-rvq"]
+    [t] = api.compress_to_target([photo], size=10**9)
+    assert (t.model, t.quality, t.met) == ("tiny-rvq", top, True) and t.data == high.data
+    with pytest.warns(VqzipWarning, match=r"out of reach for models tiny-photo and tiny-rvq; its lowest quality, "
+                                          r"1 \(tiny-photo quality 1\)"):
+        [t] = api.compress_to_target([photo], size=10)
+    assert (t.model, t.quality, t.met) == ("tiny-photo", 1, False)
 
 
 def test_every_table_caps_its_peak_so_a_payload_bounds_its_tokens(tiny: tuple[PhotoCodec, HyperpriorCoder]) -> None:
@@ -425,14 +440,22 @@ def test_effort_refines_tokens_for_the_same_decoder(photo_model) -> None:
     assert costs[1] <= costs[0]
 
 
-def test_photos_go_to_the_shipped_photo_codec_and_small_images_do_not() -> None:
-    """Without -m, an image from PHOTO_MIN_SIDE up goes to the shipped photo codec (the size rule that
-    benchmarks/pick_model.py measured), a smaller one to the small-image model."""
-    from vqzip import api
+def test_photos_climb_the_shipped_ladder_and_small_images_do_not() -> None:
+    """Without -m, an image from PHOTO_MIN_SIDE up climbs PHOTO_LADDER (the shipped photo codec, then
+    the small-image model: the rungs benchmarks/photo_ladder.py measured), its default rung the photo
+    codec's default quality; a smaller one the small-image model's qualities."""
+    from vqzip import pick
 
-    assert api.AUTO_PHOTO_MODEL == zoo.DEFAULT_PHOTO_MODEL
-    assert api.pick_model(768, 512) == zoo.DEFAULT_PHOTO_MODEL
-    assert api.pick_model(512, api.PHOTO_MIN_SIDE - 1) == api.DEFAULT_MODEL == zoo.DEFAULT_MODEL
+    photo, small = zoo.load_model(zoo.DEFAULT_PHOTO_MODEL), zoo.load_model(zoo.DEFAULT_MODEL)
+    assert pick.pick(768, 512) == (photo.name, photo.default_quality)
+    assert pick.PHOTO_LADDER[pick.PHOTO_DEFAULT - 1] == (photo.name, photo.default_quality)
+    for m in (photo, small):  # each model's rungs: its own qualities, rising
+        qualities = [q for name, q in pick.PHOTO_LADDER if name == m.name]
+        assert qualities == sorted(set(qualities)) and 1 <= qualities[0] and qualities[-1] <= m.qualities
+    assert pick.PHOTO_LADDER[0][0] == photo.name and pick.PHOTO_LADDER[-1] == (small.name, small.qualities)
+    assert pick.pick(512, pick.PHOTO_MIN_SIDE - 1) == (small.name, small.default_quality)
+    assert pick.ladder(512, pick.PHOTO_MIN_SIDE - 1)[0] == tuple((small.name, q) for q in range(1, small.qualities + 1))
+    assert f"qualities 1-{len(pick.PHOTO_LADDER)}: {photo.name} 1-" in pick.describe()  # what `vqzip models` prints
 
 
 def test_rate_targets_work_with_the_photo_codec(photo_model) -> None:

@@ -57,7 +57,7 @@ def _closure(module: str) -> set[str]:
     return seen
 
 
-UPPER = ("vqzip.api", "vqzip.zoo", "vqzip.cli", "vqzip.bench", "vqzip.training")
+UPPER = ("vqzip.api", "vqzip.pick", "vqzip.zoo", "vqzip.cli", "vqzip.bench", "vqzip.training")
 RULES = [  # (package, what none of its modules may import, why)
     ("vqzip.coding", UPPER + ("torch",),
      "coding (tokens <-> bytes) sits below the library surface, imports no training code and needs no torch"),
@@ -65,6 +65,8 @@ RULES = [  # (package, what none of its modules may import, why)
      "codec (pixels <-> tokens) knows nothing of files or bytes"),
     ("vqzip.api", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
     ("vqzip.zoo", ("vqzip.cli", "vqzip.bench", "vqzip.training"), "the library surface does not import tools above it"),
+    ("vqzip.pick", ("vqzip.api", "vqzip.cli", "vqzip.bench", "vqzip.training", "numpy"),
+     "the pick rule is names and sizes: api uses it, it needs no api or numpy"),
     ("vqzip.tokenset", ("vqzip.cli", "vqzip.bench", "vqzip.training", "torch"),
      "token files are read and written without torch, by the library surface"),
     ("vqzip.errors", ("vqzip",), "errors import nothing of vqzip"),

@@ -21,8 +21,9 @@ from .coding.container import DEFAULT_MAX_PIXELS
 from .coding.entropy import payload_floor
 from .coding.priors import PayloadCoder
 from .errors import FormatError, ModelNotFound, VqzipError, VqzipWarning
+from .pick import by_ladder, by_rung
 from .runtime import requires_torch
-from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, TOKEN_MODEL, LoadedModel, available_models, find_by_id, load_model
+from .zoo import LoadedModel, available_models, find_by_id, load_model
 
 if TYPE_CHECKING:
     from .coding.gaussian import HyperpriorCoder
@@ -33,7 +34,7 @@ MARGIN = 8  # latent positions of context around each tile (beyond the networks'
 
 __all__ = ["Encoded", "METADATA", "Targeted", "available_models", "compress", "compress_images", "compress_to_target",
            "decode_batch", "decompress", "decompress_images", "encode_batch", "file_tokens", "image_rgb", "image_tokens",
-           "load_model", "pick_model", "resolve_quality", "token_images", "token_info"]
+           "load_model", "resolve_quality", "token_images", "token_info"]
 
 
 @dataclass(frozen=True)
@@ -354,42 +355,11 @@ def _encode(prepared: list[_Prepared], m: LoadedModel, q: int, batch: int, versi
     return [out[i] for i in range(len(prepared))]
 
 
-# Photos at least this many pixels on their short side go to the photo codec: on Kodak box-downsampled
-# to a short side of 192 px photo-cbr128 needs 5.1 % more bits than small-cb2 for the same PSNR (+5 to
-# +55 % from 32 to 160 px), at 256 px 0.4 % more, a tie (benchmarks/pick_model.py,
-# results/pick_model-small-cb2.json; against small-cb 1.2 % fewer there: pick_model-small-cb.json).
-# Against small-cb3 it needs 5.4 % more at 256 px and 1.1 % more at 384 (pick_model-small-cb3.json), but
-# small-cb3's lowest rate is 0.4 bits per pixel there and photo-cbr128's 0.14: the rule stays (README).
-PHOTO_MIN_SIDE = 256
-# The photo codec photos go to; None would send every image to the small-image model.
-AUTO_PHOTO_MODEL: str | None = DEFAULT_PHOTO_MODEL
-
-
-def pick_model(width: int, height: int, prior: str = "auto") -> str:
-    """The model for an image when none is named: AUTO_PHOTO_MODEL (when set and installed) for images
-    at least PHOTO_MIN_SIDE pixels on their short side, the small-image model otherwise. A `prior`
-    other than "auto" chooses how tokens are coded, which only a token model's files have: TOKEN_MODEL."""
-    if prior != "auto":
-        return TOKEN_MODEL
-    photo = AUTO_PHOTO_MODEL
-    if photo and min(width, height) >= PHOTO_MIN_SIDE and photo in available_models():
-        return photo
-    return DEFAULT_MODEL
-
-
-def by_model(images: list[Image.Image], prior: str = "auto") -> dict[str, list[int]]:
-    """The indices of `images` per model pick_model chooses for their sizes."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, img in enumerate(images):
-        groups[pick_model(img.width, img.height, prior)].append(i)
-    return dict(groups)
-
-
 def compress_images(images: list[Image.Image], model: LoadedModel | str | None = None,
                     quality: int | None = None, batch: int = 64, prior: str = "auto", metadata: str = "all",
                     effort: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Encoded]:
     """Compress Pillow images of any modes and sizes; same-size images share network passes.
-    `model` None: pick_model's choice per image. `metadata`: what of each image's ICC profile and EXIF
+    `model` None: each image's rung at `quality` (vqzip.pick). `metadata`: what of each image's ICC profile and EXIF
     to keep (METADATA). `effort`: gradient steps that refine a photo codec's tokens per image (slower,
     smaller files, same decoder; token models ignore it). Sizes are checked against the limits
     (`max_pixels`, the format's) before any pixel is converted."""
@@ -397,8 +367,8 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
         container.check_pixels(img.width, img.height, max_pixels)
     if model is None:
         out: dict[int, Encoded] = {}
-        for name, idx in by_model(images, prior).items():
-            out.update(zip(idx, compress_images([images[i] for i in idx], name, quality, batch, prior, metadata, effort,
+        for (name, q), idx in by_rung(images, quality, prior).items():
+            out.update(zip(idx, compress_images([images[i] for i in idx], name, q, batch, prior, metadata, effort,
                                                 max_pixels)))
         return [out[i] for i in range(len(images))]
     m = _model(model)
@@ -410,11 +380,13 @@ def compress_images(images: list[Image.Image], model: LoadedModel | str | None =
 
 @dataclass(frozen=True)
 class Targeted:
-    """One image compressed to a target: the quality chosen, its file, and whether the target was met."""
-    quality: int
+    """One image compressed to a target: the model and quality chosen, its file, and whether the
+    target was met."""
+    quality: int  # the model's own quality
     encoded: Encoded
     met: bool
     psnr: float | None = None  # dB against the (converted) input, measured for PSNR targets
+    model: str = ""  # the model's name
 
     @property
     def data(self) -> bytes:
@@ -431,29 +403,43 @@ def compress_to_target(images: list[Image.Image], model: LoadedModel | str | Non
                        metadata: str = "all", names: list[str] | None = None) -> list[Targeted]:
     """Compress each image at the largest quality whose whole file stays within `size` bytes (or `bpp`
     bits per pixel), or the smallest quality that reaches `psnr` dB against the (converted) RGB input;
-    give exactly one target.
+    give exactly one target. `model` None: each image searches the rungs of its ladder (vqzip.pick),
+    photos across two models, instead of one model's qualities.
 
-    Qualities are monotone in rate, so each image bisects 1..m.qualities: about log2(qualities + 1)
-    codings of it, every try one coding (and, for PSNR, one decoder pass over the same tokens), the
-    images that try the same quality sharing network passes. An image that cannot meet its target
-    gets the nearest quality (1 for sizes, the highest for PSNR) and a VqzipWarning naming what that
-    reaches; `names` label the images in warnings (default "image <index>").
+    Qualities are monotone in rate, so each image bisects its rungs: about log2(rungs + 1) codings of
+    it, every try one coding (and, for PSNR, one decoder pass over the same tokens), the images that
+    try the same rung sharing network passes. An image that cannot meet its target gets the nearest
+    rung (the lowest for sizes, the highest for PSNR) and a VqzipWarning naming what that reaches;
+    `names` label the images in warnings (default "image <index>").
     """
     given = [t for t in (size, bpp, psnr) if t is not None]
     if len(given) != 1:
         raise VqzipError("give exactly one target: size, bpp or psnr")
     if given[0] <= 0:
         raise VqzipError(f"the target must be positive, not {given[0]}")
-    m = _model(model)
-    version = format_version(m, prior)
+    names = names if names is not None else [f"image {i}" for i in range(len(images))]
+    if model is not None:
+        m = _model(model)
+        return _to_target(images, [(m, q) for q in range(1, m.qualities + 1)], size, bpp, psnr, batch, prior, metadata, names)
+    out: dict[int, Targeted] = {}
+    for rungs, idx in by_ladder(images, prior).items():
+        out.update(zip(idx, _to_target([images[i] for i in idx], [(load_model(n), q) for n, q in rungs], size, bpp, psnr,
+                                       batch, prior, metadata, [names[i] for i in idx])))
+    return [out[i] for i in range(len(images))]
+
+
+def _to_target(images: list[Image.Image], rungs: list[tuple[LoadedModel, int]], size: int | None, bpp: float | None,
+               psnr: float | None, batch: int, prior: str, metadata: str, names: list[str]) -> list[Targeted]:
+    """compress_to_target over one ladder of (model, quality) rungs, lowest rate first."""
+    versions = {m.name: format_version(m, prior) for m, _ in rungs}
     prepared = [_prepare(img, metadata) for img in images]
     for p in prepared:
         container.check_size(p.rgb.shape[1], p.rgb.shape[0])
-    top = m.qualities
+    top = len(rungs)
     budget = [size if size is not None else math.floor((bpp or 0) * p.rgb.shape[0] * p.rgb.shape[1] / 8)
               for p in prepared]  # bytes per file, for size and bpp targets
-    # Bisection on (lo, hi): for sizes, lo fits and hi does not; for PSNR, hi meets and lo does not. 0 and
-    # top + 1 stand for the qualities beyond the ends, never coded.
+    # Bisection on rung numbers (lo, hi): for sizes, lo fits and hi does not; for PSNR, hi meets and lo does
+    # not. 0 and top + 1 stand for the rungs beyond the ends, never coded.
     lo, hi = [0] * len(prepared), [top + 1] * len(prepared)
     tried: list[dict[int, tuple[Encoded, float | None]]] = [{} for _ in prepared]
     while True:
@@ -463,32 +449,36 @@ def compress_to_target(images: list[Image.Image], model: LoadedModel | str | Non
                 todo[(lo[i] + hi[i]) // 2].append(i)
         if not todo:
             break
-        for q, idx in sorted(todo.items()):
-            for i, (enc, rec) in zip(idx, _encode([prepared[j] for j in idx], m, q, batch, version, psnr is not None)):
+        for k, idx in sorted(todo.items()):
+            m, q = rungs[k - 1]
+            for i, (enc, rec) in zip(idx, _encode([prepared[j] for j in idx], m, q, batch, versions[m.name], psnr is not None)):
                 db = _psnr(prepared[i].rgb, rec) if rec is not None else None
-                tried[i][q] = (enc, db)
+                tried[i][k] = (enc, db)
                 if psnr is None:
-                    lo[i], hi[i] = (q, hi[i]) if len(enc.data) <= budget[i] else (lo[i], q)
+                    lo[i], hi[i] = (k, hi[i]) if len(enc.data) <= budget[i] else (lo[i], k)
                 else:
-                    lo[i], hi[i] = (lo[i], q) if db is not None and db >= psnr else (q, hi[i])
+                    lo[i], hi[i] = (lo[i], k) if db is not None and db >= psnr else (k, hi[i])
+    single = len(versions) == 1
+    owner = f"model {rungs[0][0].name}" if single else "models " + " and ".join(versions)
     out = []
     for i, p in enumerate(prepared):
         met = lo[i] >= 1 if psnr is None else hi[i] <= top
-        q = (lo[i] if met else 1) if psnr is None else (hi[i] if met else top)
-        enc, db = tried[i][q]
+        k = (lo[i] if met else 1) if psnr is None else (hi[i] if met else top)
+        enc, db = tried[i][k]
+        m, q = rungs[k - 1]
         if not met:
-            name = names[i] if names is not None else f"image {i}"
+            rung = str(q) if single else f"{k} ({m.name} quality {q})"
             pixels = p.rgb.shape[0] * p.rgb.shape[1]
             if psnr is not None:
-                reached = f"{psnr:g} dB is out of reach for model {m.name}; its highest quality, {q}, reaches {db:.2f} dB"
+                reached = f"{psnr:g} dB is out of reach for {owner}; its highest quality, {rung}, reaches {db:.2f} dB"
             elif bpp is not None:
-                reached = (f"{bpp:g} bpp is out of reach for model {m.name}; its lowest quality, {q}, makes "
+                reached = (f"{bpp:g} bpp is out of reach for {owner}; its lowest quality, {rung}, makes "
                            f"{8 * len(enc.data) / pixels:.3f} bpp ({len(enc.data):,} bytes)")
             else:
-                reached = (f"{size:,} bytes is out of reach for model {m.name}; its lowest quality, {q}, makes "
+                reached = (f"{size:,} bytes is out of reach for {owner}; its lowest quality, {rung}, makes "
                            f"{len(enc.data):,} bytes")
-            warnings.warn(f"{name}: {reached}", VqzipWarning, stacklevel=2)
-        out.append(Targeted(q, enc, met, db))
+            warnings.warn(f"{names[i]}: {reached}", VqzipWarning, stacklevel=3)
+        out.append(Targeted(q, enc, met, db, m.name))
     return out
 
 

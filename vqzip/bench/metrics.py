@@ -116,13 +116,15 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _ms_ssim(x, y, data_range=255, size_average=False).numpy()
 
 
-def bd_rate(ref_rate, ref_psnr, test_rate, test_psnr) -> float | None:
-    """Bjontegaard delta rate of the test curve against the reference curve, in percent (see module doc)."""
+def bd_rate(ref_rate, ref_psnr, test_rate, test_psnr, up_to: float | None = None) -> float | None:
+    """Bjontegaard delta rate of the test curve against the reference curve, in percent (see module doc);
+    `up_to`: over the shared PSNR range cut at this many dB (each curve still fitted on all its points),
+    to compare curves that reach different heights over the same range."""
     r1, d1 = np.asarray(ref_rate, float), np.asarray(ref_psnr, float)
     r2, d2 = np.asarray(test_rate, float), np.asarray(test_psnr, float)
     if min(len(np.unique(d1)), len(np.unique(d2))) < 2 or (r1 <= 0).any() or (r2 <= 0).any():
         return None
-    lo, hi = max(d1.min(), d2.min()), min(d1.max(), d2.max())
+    lo, hi = max(d1.min(), d2.min()), min(d1.max(), d2.max(), math.inf if up_to is None else up_to)
     if not hi > lo:
         return None
     p1 = np.polyfit(d1, np.log10(r1), min(3, len(d1) - 1))

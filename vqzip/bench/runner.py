@@ -126,9 +126,50 @@ class VqzipCodec:
         return decode_batch(datas, self.model)
 
 
-def _model_ids(codec: LearnedCodec) -> dict[str, str]:
+@dataclass
+class AutoCodec:
+    """What `vqzip encode` does without -m: quality k is rung k of each image's ladder (vqzip.pick),
+    photos across two models; every image of the set must climb a ladder of the same length."""
+
+    rungs: tuple[tuple[Any, int], ...]  # the ladder of the set's first image: (LoadedModel, quality)
+
+    @classmethod
+    def for_images(cls, images: Images) -> AutoCodec:
+        from vqzip.api import load_model
+        from vqzip.pick import ladder
+
+        ladders = {ladder(im.shape[1], im.shape[0])[0] for im in images}
+        if len({len(rungs) for rungs in ladders}) > 1:
+            raise ValueError("model 'auto': these images climb ladders of different lengths (photos and small "
+                             "images); name the models instead")
+        return cls(tuple((load_model(name), q) for name, q in next(iter(ladders))))
+
+    @property
+    def name(self) -> str:
+        return "vqzip:auto"
+
+    @property
+    def qualities(self) -> int:
+        return len(self.rungs)
+
+    def encode(self, images: np.ndarray, quality: int) -> Sequence[Encoded]:
+        from vqzip.api import encode_batch
+        from vqzip.pick import pick
+
+        name, q = pick(images.shape[2], images.shape[1], quality)
+        return encode_batch(images, name, q)
+
+    def decode(self, datas: list[bytes]) -> Sequence[np.ndarray]:
+        from vqzip.api import decode_batch
+
+        return decode_batch(datas)  # each file names its model
+
+
+def _model_ids(codec: LearnedCodec) -> dict[str, Any]:
     """The exact weights (and context prior) a vqzip curve was measured with, so results stay
     traceable when a model of the same name is retrained."""
+    if isinstance(codec, AutoCodec):
+        return {"rungs": [{"model": m.name, "model_id": f"{m.model_id:04x}", "quality": q} for m, q in codec.rungs]}
     model = getattr(codec, "model", None)
     if model is None:
         return {}
@@ -138,8 +179,9 @@ def _model_ids(codec: LearnedCodec) -> dict[str, str]:
     return ids
 
 
-def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[LearnedCodec]:
-    """Load the named vqzip models (None: every installed one); their networks get NET_THREADS threads."""
+def load_vqzip_codecs(models: list[str] | None, notes: list[str], images: Images | None = None) -> list[LearnedCodec]:
+    """Load the named vqzip models (None: every installed one; 'auto': vqzip encode's own choice for
+    `images`, AutoCodec); their networks get NET_THREADS threads."""
     if models is not None and not models:
         return []
     from vqzip.api import available_models, load_model
@@ -153,6 +195,11 @@ def load_vqzip_codecs(models: list[str] | None, notes: list[str]) -> list[Learne
         notes.append("no vqzip model installed: only reference codecs were measured")
     codecs: list[LearnedCodec] = []
     for n in names:
+        if n == "auto":
+            if images is None:
+                raise ValueError("model 'auto' picks by image size: it needs the images")
+            codecs.append(AutoCodec.for_images(images))
+            continue
         m = load_model(n)
         codecs.append(VqzipCodec(m))
         if m.context is not None:  # show what the context prior saves over the static tables
@@ -499,6 +546,6 @@ def run_bench(target: str, *, limit: int | None, models: list[str] | None, codec
     refcodecs.resolve(codecs)  # fail on unknown names before loading anything
     dataset, images = load_target(target, data, limit)
     notes: list[str] = []
-    all_learned = list(learned or []) + load_vqzip_codecs(models, notes)
+    all_learned = list(learned or []) + load_vqzip_codecs(models, notes, images)
     return bench_images(images, dataset=dataset, codecs=codecs, learned=all_learned, out=Path(out), sweep=sweep,
                         workers=workers, batch_size=batch_size, quiet=quiet, command=command, notes=notes)

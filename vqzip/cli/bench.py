@@ -22,7 +22,8 @@ def bench(
                                                "(144 32x32 tiles of Kodak), a folder of images, or the results.json of an "
                                                "earlier run (prints its tables again).")],
     limit: Annotated[int | None, opt.limit("Use only the first N images.")] = None,
-    models: Annotated[str | None, typer.Option("--models", help="Comma-separated vqzip models (default: all installed).")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Comma-separated vqzip models (default: all installed); "
+                                                                       "'auto': what vqzip encode picks without -m.")] = None,
     codecs: Annotated[str | None, typer.Option("--codecs", help="Comma-separated references: png,jpeg,webp,avif,jxl "
                                                                 "(default: all).")] = None,
     out_dir: Annotated[Path, opt.out("Folder for results.json and rd.png.")] = Path("bench-results"),
@@ -77,26 +78,37 @@ def demo(
     from PIL import Image
     from rich.table import Table
 
-    from .. import api
+    from .. import api, pick
     from ..training.evaluate import against_references
 
     sample_png = resources.files("vqzip.assets").joinpath("sample.png").read_bytes()
     sample = Image.open(io.BytesIO(sample_png)).convert("RGB")
     try:
-        m = api.load_model(model or api.pick_model(sample.width, sample.height))
-        small = api.load_model(model or api.pick_model(32, 32))
+        if model is not None:
+            m = small = api.load_model(model)
+            rungs = [(m, q) for q in range(1, m.qualities + 1)]
+            q_default = m.default_quality
+        else:  # what vqzip encode picks: the sample photo's ladder; CIFAR-10's model
+            ladder, first = pick.ladder(sample.width, sample.height)
+            rungs = [(api.load_model(name), q) for name, q in ladder]
+            m, q_default = rungs[first - 1]
+            small = api.load_model(pick.pick(32, 32)[0])
     except VqzipError as exc:
         fail(str(exc))
-    table = Table(title=f"built-in sample, {sample.width}x{sample.height} (model {m.name}); "
+    names = list(dict.fromkeys(r[0].name for r in rungs))
+    models = f"model{'s' * (len(names) > 1)} {' then '.join(names)}"
+    table = Table(title=f"built-in sample, {sample.width}x{sample.height} ({models}); "
                         "reference sizes are the smallest file reaching at least vqzip's PSNR", title_justify="left")
-    for col in ("quality", "vqzip bytes", "PSNR dB", "jpeg-420 bytes", "webp bytes"):
+    columns = ("quality", "model") if len(names) > 1 else ("quality",)
+    for col in (*columns, "vqzip bytes", "PSNR dB", "jpeg-420 bytes", "webp bytes"):
         table.add_column(col, justify="right")
-    for row in against_references(sample, m, ("jpeg-420", "webp")):
+    for k, row in enumerate(against_references(sample, rungs, ("jpeg-420", "webp")), 1):
         refs = [f"{row[c]:,}" if row[c] is not None else "not reached" for c in ("jpeg-420", "webp")]
-        table.add_row(str(row["quality"]), f"{row['bytes']:,}", f"{row['psnr']:.2f}", *refs)
+        rung = (str(k), f"{row['model']} {row['quality']}") if len(names) > 1 else (str(row["quality"]),)
+        table.add_row(*rung, f"{row['bytes']:,}", f"{row['psnr']:.2f}", *refs)
     out.print(table)
     out_dir.mkdir(parents=True, exist_ok=True)
-    default = api.compress(sample, m)
+    default = api.compress(sample, m, q_default)
     try:
         write_atomic(out_dir / "sample.png", sample_png, force)
         write_atomic(out_dir / "sample.vqz", default, force)
@@ -105,7 +117,7 @@ def demo(
         write_atomic(out_dir / "sample-decoded.png", buf.getvalue(), force)
     except Failure as exc:
         fail(str(exc))
-    out.print(f"wrote {out_dir}/sample.png, sample.vqz ({len(default):,} bytes, quality {m.default_quality}) "
+    out.print(f"wrote {out_dir}/sample.png, sample.vqz ({len(default):,} bytes, {m.name} quality {q_default}) "
               f"and sample-decoded.png; try: vqzip info {out_dir}/sample.vqz")
     if cifar:
         from ..bench import run_bench

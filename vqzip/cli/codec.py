@@ -71,7 +71,7 @@ def encode(
     inputs, under, skipped = expand(inputs, recursive, pillow_reads, out_dir)
     dests = targets(inputs, output, out_dir, ".vqz", under)
     try:
-        if model is not None:  # else each image's own (api.pick_model), checked as it comes
+        if model is not None:  # else each image's own (vqzip.pick), checked as it comes
             zoo.resolve(model)  # a missing model is named at once; loading it waits for an image
         if effort:
             from ..runtime import requires_torch
@@ -109,21 +109,22 @@ def encode(
             if not pictures:
                 bar.advance(task, len(chunk))
                 continue
-            groups = {model: list(range(len(pictures)))} if model is not None else api.by_model(pictures, prior)
-            coded: dict[int, tuple[Any, int]] = {}  # (Encoded, quality) per picture
-            for name, idx in groups.items():
+            coded: dict[int, tuple[Any, str, int]] = {}  # (Encoded, model, quality) per picture
+            jobs = _jobs(pictures, model, quality, targeted, prior, [inputs[i] for i in ok])
+            failed += len(pictures) - sum(map(len, jobs.values()))  # pictures whose -Q no rung has
+            for rung, idx in jobs.items():
                 part = [pictures[j] for j in idx]
                 try:
-                    gm = api.load_model(name)
                     if targeted:
-                        results = api.compress_to_target(part, gm, size=size, bpp=bpp, psnr=psnr, batch=batch,
+                        results = api.compress_to_target(part, model, size=size, bpp=bpp, psnr=psnr, batch=batch,
                                                          prior=prior, metadata=metadata, names=[inputs[ok[j]] for j in idx])
-                        coded.update((j, (r.encoded, r.quality)) for j, r in zip(idx, results))
+                        coded.update((j, (r.encoded, r.model, r.quality)) for j, r in zip(idx, results))
                     else:
-                        qg = api.resolve_quality(gm, quality)
+                        gm = api.load_model(rung[0])
+                        qg = api.resolve_quality(gm, rung[1])
                         encs = api.compress_images(part, gm, qg, batch=batch, prior=prior, metadata=metadata, effort=effort,
                                                    max_pixels=max_pixels)
-                        coded.update((j, (e, qg)) for j, e in zip(idx, encs))
+                        coded.update((j, (e, gm.name, qg)) for j, e in zip(idx, encs))
                 except VqzipError as exc:
                     failed += len(idx)
                     for j in idx:
@@ -131,7 +132,7 @@ def encode(
             for j, (i, (img, n_in)) in enumerate(zip(ok, images)):
                 if j not in coded:
                     continue
-                enc, qi = coded[j]
+                enc, used, qi = coded[j]
                 try:
                     if out_dir is not None:
                         make_parent(dests[i])
@@ -145,12 +146,33 @@ def encode(
                 done += 1
                 bytes_in, bytes_out = bytes_in + n_in, bytes_out + len(enc.data)
                 if verbose:
-                    err.print(f"{inputs[i]} -> {dests[i]}: {n_in:,} -> {len(enc.data):,} bytes "
-                              f"({8 * len(enc.data) / (img.width * img.height):.3f} bpp), quality {qi}", soft_wrap=True)
+                    bits = 8 * len(enc.data) / (img.width * img.height)
+                    err.print(f"{inputs[i]} -> {dests[i]}: {n_in:,} -> {len(enc.data):,} bytes ({bits:.3f} bpp), "
+                              f"model {used} quality {qi}", soft_wrap=True)
             bar.advance(task, len(chunk))
     summary("encoded", done, failed, bytes_in, bytes_out, quiet, skipped)
     if failed:
         raise typer.Exit(1)
+
+
+def _jobs(pictures: list[Any], model: str | None, quality: int | None, targeted: bool, prior: str,
+          names: list[str]) -> dict[tuple[str | None, int | None], list[int]]:
+    """The pictures per (model, quality) to code them at: -m's at -Q, or without -m each picture's rung
+    at -Q (vqzip.pick; with a target, the search picks the rung: one job). A picture whose ladder has
+    no rung -Q gets its one-line error here and no job."""
+    if model is not None or targeted:
+        return {(model, quality): list(range(len(pictures)))}
+    from ..pick import pick
+
+    jobs: dict[tuple[str | None, int | None], list[int]] = {}
+    for j, img in enumerate(pictures):
+        try:
+            rung = pick(img.width, img.height, quality, prior)
+        except VqzipError as exc:
+            error(f"{names[j]}: {exc}")
+            continue
+        jobs.setdefault(rung, []).append(j)
+    return jobs
 
 
 def _encoder(model: str | None, quality: int | None, prior: str) -> Any:
@@ -356,6 +378,10 @@ def models(as_json: opt.Json = False) -> None:
             out.print(f"  measured on {card['results'].get('dataset', '?')}; default quality {card.get('default_quality', '?')}")
     if as_json:
         print_json(records)
+    else:
+        from ..pick import describe
+
+        out.print(describe(), soft_wrap=True)
 
 
 def verify(

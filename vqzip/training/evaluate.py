@@ -1,7 +1,7 @@
 """Measure a model the way users meet it: real .vqz files, decoded again, PSNR against the originals."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,19 +101,20 @@ def measure_photos(m: LoadedModel, images: list[np.ndarray], qualities: list[int
     return rows
 
 
-def against_references(image: Image.Image, m: LoadedModel, codecs: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Per quality on one image: .vqz bytes, PSNR, and for each reference codec the smallest file (over
-    its qualities 1..100) that reaches at least that PSNR, or None."""
+def against_references(image: Image.Image, rungs: Sequence[tuple[LoadedModel, int]],
+                       codecs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per rung (model, quality) on one image: .vqz bytes, PSNR, and for each reference codec the smallest
+    file (over its qualities 1..100) that reaches at least that PSNR, or None."""
     from ..bench.codecs import REFERENCE, decode_image
 
     pixels = np.asarray(image.convert("RGB"))
     sweeps = {c: [(len(d), psnr(pixels, decode_image(d))) for d in (REFERENCE[c].encode(pixels, q) for q in range(1, 101))]
               for c in codecs}
     rows = []
-    for q in range(1, m.qualities + 1):
+    for m, q in rungs:
         data = api.compress(image, m, q)
         score = float(psnr(pixels, np.asarray(api.decompress(data).convert("RGB"))))
-        row: dict[str, Any] = {"quality": q, "bytes": len(data), "psnr": score}
+        row: dict[str, Any] = {"model": m.name, "quality": q, "bytes": len(data), "psnr": score}
         for c, sweep in sweeps.items():
             row[c] = min((size for size, p in sweep if p >= score), default=None)
         rows.append(row)
