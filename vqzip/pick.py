@@ -10,7 +10,8 @@ Both rules are measurements: benchmarks/pick_model.py (the size), benchmarks/pho
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import VqzipError
 from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, TOKEN_MODEL, available_models, load_model
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Rung = tuple[str, int]  # (model name, that model's quality)
+K = TypeVar("K")
 
 # Photos at least this many pixels on their short side climb PHOTO_LADDER: on Kodak box-downsampled to
 # a short side of 192 px photo-cbr128 needs 5.1 % more bits than small-cb2 for the same PSNR (+5 to +55 %
@@ -72,15 +74,16 @@ def pick(width: int, height: int, quality: int | None = None, prior: str = "auto
 
 def by_rung(images: list[Image.Image], quality: int | None = None, prior: str = "auto") -> dict[Rung, list[int]]:
     """The indices of `images` per rung that pick chooses for their sizes."""
-    groups: dict[Rung, list[int]] = defaultdict(list)
-    for i, img in enumerate(images):
-        groups[pick(img.width, img.height, quality, prior)].append(i)
-    return dict(groups)
+    return _grouped(images, lambda img: pick(img.width, img.height, quality, prior))
 
 
 def by_ladder(images: list[Image.Image], prior: str = "auto") -> dict[tuple[Rung, ...], list[int]]:
     """The indices of `images` per ladder their sizes climb."""
-    groups: dict[tuple[Rung, ...], list[int]] = defaultdict(list)
+    return _grouped(images, lambda img: ladder(img.width, img.height, prior)[0])
+
+
+def _grouped(images: list[Image.Image], key: Callable[[Image.Image], K]) -> dict[K, list[int]]:
+    groups: dict[K, list[int]] = defaultdict(list)
     for i, img in enumerate(images):
-        groups[ladder(img.width, img.height, prior)[0]].append(i)
+        groups[key(img)].append(i)
     return dict(groups)

@@ -128,10 +128,10 @@ class VqzipCodec:
 
 @dataclass
 class AutoCodec:
-    """What `vqzip encode` does without -m: quality k is rung k of each image's ladder (vqzip.pick),
-    photos across two models; every image of the set must climb a ladder of the same length."""
+    """What `vqzip encode` does without -m: quality k is rung k of the images' ladder (vqzip.pick),
+    photos across two models; every image of the set must climb the same ladder."""
 
-    rungs: tuple[tuple[Any, int], ...]  # the ladder of the set's first image: (LoadedModel, quality)
+    rungs: tuple[tuple[Any, int], ...]  # the set's ladder: (LoadedModel, quality)
 
     @classmethod
     def for_images(cls, images: Images) -> AutoCodec:
@@ -139,10 +139,10 @@ class AutoCodec:
         from vqzip.pick import ladder
 
         ladders = {ladder(im.shape[1], im.shape[0])[0] for im in images}
-        if len({len(rungs) for rungs in ladders}) > 1:
-            raise ValueError("model 'auto': these images climb ladders of different lengths (photos and small "
-                             "images); name the models instead")
-        return cls(tuple((load_model(name), q) for name, q in next(iter(ladders))))
+        if len(ladders) > 1:
+            raise ValueError("model 'auto': these images climb different ladders (photos and small images: ladders "
+                             "of different lengths); name the models instead")
+        return cls(tuple((load_model(name), q) for name, q in ladders.pop()))
 
     @property
     def name(self) -> str:
@@ -154,10 +154,9 @@ class AutoCodec:
 
     def encode(self, images: np.ndarray, quality: int) -> Sequence[Encoded]:
         from vqzip.api import encode_batch
-        from vqzip.pick import pick
 
-        name, q = pick(images.shape[2], images.shape[1], quality)
-        return encode_batch(images, name, q)
+        m, q = self.rungs[quality - 1]
+        return encode_batch(images, m, q)
 
     def decode(self, datas: list[bytes]) -> Sequence[np.ndarray]:
         from vqzip.api import decode_batch
