@@ -58,11 +58,11 @@ def test_another_models_digest_fails_the_checksum():
 def test_not_a_vqz_file_and_future_version():
     with pytest.raises(FormatError, match="not a .vqz"):
         container.parse_header(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(FormatError, match="version 9 is not supported .* upgrade vqzip"):
-        container.parse_header(b"VQ\x09" + bytes(10))
+    with pytest.raises(FormatError, match="version 10 is not supported .* upgrade vqzip"):
+        container.parse_header(b"VQ\x0a" + bytes(10))
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7, 8, 9])
 def test_every_version_round_trips(version: int):
     header = container.Header(0x1234, 32, 32, "RGB", 3, version)
     f = container.parse(container.build(header, b"\x05\x06", b"k"), b"k")
@@ -108,8 +108,8 @@ def test_metadata_entries(icc, exif):
 def test_an_older_reader_refuses_a_file_with_metadata_cleanly():
     data = container.build(header(has_metadata=True), b"\x01", KEY, metadata=container.pack_metadata(container.Metadata(b"p")))
     assert data[2] not in (1, 2)  # what a reader of versions 1 and 2 checks before reading on
-    with pytest.raises(FormatError, match="version 9 is not supported"):
-        container.parse_header(b"VQ\x89" + bytes(10))  # an unknown payload kind, with metadata
+    with pytest.raises(FormatError, match="version 10 is not supported"):
+        container.parse_header(b"VQ\x8a" + bytes(10))  # an unknown payload kind, with metadata
 
 
 def test_damaged_metadata_sections_are_refused():

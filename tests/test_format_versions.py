@@ -79,3 +79,23 @@ def test_the_photo_codec_samples_decode_to_their_tokens(version: int, model: str
     assert container.parse(data, m.key(version)).payload == coder.encode(y[None], z[None])[0][0]
     original = np.asarray(Image.open(DATA / "sample128.png"))
     assert psnr(original[None], np.asarray(api.decompress(data))[None])[0] > 24
+
+
+def test_the_mean_shifted_sample_decodes_to_its_latents() -> None:
+    """Version 9 (7's coding with mean-shifted rounding, photo-cbr128): the committed file decodes to the
+    latents the encoder reconstructed from, and the analysis latents it was made from still code to its
+    payload byte for byte, with those latents."""
+    from vqzip.coding.gaussian import ONE
+
+    data = (DATA / "sample-v9.vqz").read_bytes()
+    header, _ = container.parse_header(data)
+    m = api.load_model("photo-cbr128")
+    assert header.version == 9 and header.model_id == m.model_id and header.quality == 5
+    stored = np.load(DATA / "sample-v9-latents.npz")
+    y, z, y_hat = stored["y"], stored["z"].astype(np.int64), stored["y_hat"] / ONE
+    assert np.array_equal(api.file_tokens(data), y_hat)
+    [(payload, _)], again = api.photo_coder(m, 9).encode_latents(y[None], z[None])
+    assert payload == container.parse(data, m.key(9)).payload and np.array_equal(again[0], y_hat)
+    assert np.abs(y_hat - y).max() <= 0.5 and (y_hat != np.round(y)).any()  # within half a step, not the rounding
+    original = np.asarray(Image.open(DATA / "sample128.png"))
+    assert psnr(original[None], np.asarray(api.decompress(data))[None])[0] > 24

@@ -597,17 +597,18 @@ def _codes_as_without(model: PhotoCodec, coder: HyperpriorCoder, prefix: str) ->
 def _context_inputs(model: PhotoCodec, coder: HyperpriorCoder,
                     integer: Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tokens y of 8 images and h_s's integer (mean, log_scale) of them, after asserting that
-    `integer(slice, mean, log_scale, y)`, the means and scales the coder gives each slice, are the float
-    context network's within 0.1."""
+    """Tokens y of 8 images in fixed point (y * ONE, what the contexts read) and h_s's integer
+    (mean, log_scale) of them, after asserting that `integer(slice, mean, log_scale, fixed)`, the means
+    and scales the coder gives each slice, are the float context network's within 0.1."""
     y, z = _tokens(model, 8, seed=1)
     mean, log_scale = coder.hs(z)
     with torch.no_grad():
         fm, fls = model.context(torch.from_numpy(y).float(), *model.h_s(torch.from_numpy(z).float()))
-    parts = [integer(s, mean, log_scale, y) for s in range(model.config.slices)]
+    fixed = y * gaussian.ONE
+    parts = [integer(s, mean, log_scale, fixed) for s in range(model.config.slices)]
     im, ils = np.concatenate([m for m, _ in parts], 1), np.concatenate([ls for _, ls in parts], 1)
     assert np.abs(im / gaussian.ONE - fm.numpy()).max() < 0.1 and np.abs(ils / gaussian.ONE - fls.numpy()).max() < 0.1
-    return y, mean, log_scale
+    return fixed, mean, log_scale
 
 
 def _round_trip_with_escapes(model: PhotoCodec, coder: HyperpriorCoder) -> tuple[np.ndarray, np.ndarray]:
@@ -685,7 +686,11 @@ def test_integer_checkerboard_follows_the_float_network_and_is_exact_across_thre
     assert (np.concatenate(coder.context.spatial(1, m1, ls1, y[:, 4:8]), 1) == results[0]).all()
 
 
-def test_api_writes_version_7_for_a_checkerboard_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_writes_version_9_for_a_checkerboard_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole-grid checkerboard model codes with mean-shifted rounding (version 9): the file decodes
+    to exactly the latents the encoder reconstructed from, each within half a step of the analysis'
+    latent and not all at its rounding; the same image's plain tokens under the fine tables (7) and the
+    stored ones (5), what such a model wrote before, are still read."""
     from vqzip import api, zoo
     from vqzip.coding import container
     from vqzip.training.rd import coder_tensors
@@ -698,16 +703,37 @@ def test_api_writes_version_7_for_a_checkerboard_model(tmp_path: Path, monkeypat
     assert m.codec.config.checkerboard
     img = _image(70, 100)
     data = api.encode_batch(img[None], m, 2)[0].data
-    assert container.parse_header(data)[0].version == container.FINE_CHECKERBOARD_VERSION == 7
-    back = np.asarray(api.decompress(data))
-    assert back.shape == (70, 100, 3)
-    assert (api.file_tokens(data) == api.image_tokens(img[None], m, 2)[0]).all()
-    # the same tokens under the stored tables (version 5, what such a model wrote before): still read
-    y, z = api.photo_tokens(img[None], m, 2)
-    [(payload, _)] = m.prior.encode(y, z)
-    older = container.build(container.Header(m.model_id, 100, 70, "RGB", 2, container.CHECKERBOARD_VERSION), payload,
-                            m.key(container.CHECKERBOARD_VERSION))
-    assert (api.file_tokens(older) == y[0]).all()
+    assert container.parse_header(data)[0].version == container.SHIFTED_CHECKERBOARD_VERSION == 9
+    y, z = api.photo_latents(img[None], m, 2)
+    [(payload, _)], y_hat = api.photo_coder(m, 9).encode_latents(y, z)
+    assert payload == container.parse(data, m.key(9)).payload
+    assert np.array_equal(api.file_tokens(data), y_hat[0])
+    assert np.abs(y_hat - y).max() <= 0.5 and (y_hat != np.round(y)).any()
+    assert (np.asarray(api.decompress(data)) == api.token_images(y_hat, m, 70, 100, 2)[0]).all()
+    tokens = api.round_latents(y)
+    for older in (container.FINE_CHECKERBOARD_VERSION, container.CHECKERBOARD_VERSION):
+        [(payload, _)] = api.photo_coder(m, older).encode(tokens, z)
+        file = container.build(container.Header(m.model_id, 100, 70, "RGB", 2, older), payload, m.key(older))
+        assert (api.file_tokens(file) == tokens[0]).all()
+
+
+def test_mean_shifted_latents_round_trip_with_escapes_across_batches() -> None:
+    """A mean-shifted coder's payloads decode to the latents it reported, far latents (escapes) and
+    clipped offsets included, and a batch codes each image as it codes alone."""
+    model, coder = _checkered()
+    shifted = coder.with_mean_shift()
+    assert shifted.shifted and shifted.fine and not coder.shifted and coder.with_mean_shift() is shifted
+    y, z = _tokens(model, 3)
+    latents = y + np.random.default_rng(0).uniform(-0.5, 0.5, y.shape)
+    latents[0, 0, 0, 0], latents[1, 11, 1, 0], latents[2, 5, 0, 1] = 2.0 * TOKEN_LIMIT, -20000.25, 40.3
+    coded, y_hat = shifted.encode_latents(latents, z)
+    back, z2 = shifted.decode([p for p, _ in coded], *y.shape[2:], y.shape[1])
+    assert np.array_equal(back, y_hat) and (z2 == z).all()
+    assert np.abs(y_hat - latents)[latents < TOKEN_LIMIT].max() <= 0.5
+    alone = [shifted.encode_latents(latents[i: i + 1], z[i: i + 1]) for i in range(3)]
+    assert [p for p, _ in coded] == [c[0][0] for c, _ in alone]
+    with pytest.raises(ValueError, match="encode_latents"):
+        shifted.encode(y, z)
 
 
 BLOCKED = PhotoConfig(**{**CHECKERED.to_dict(), "prior_block": 4})

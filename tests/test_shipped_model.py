@@ -77,7 +77,7 @@ def test_every_shipped_model_loads_codes_and_has_a_measured_card(name):
     sample = Image.open(io.BytesIO(resources.files("vqzip.assets").joinpath("sample.png").read_bytes())).convert("RGB")
     data = api.compress(sample, m, 1)
     if m.is_hyperprior:
-        assert data[2] == (8 if m.config.prior_block else 7 if m.prior.context.checkerboard else
+        assert data[2] == (8 if m.config.prior_block else 9 if m.prior.context.checkerboard else
                            4 if m.prior.context.slices > 1 else 3)
     else:
         assert data[2] == (2 if m.context is not None else 1)

@@ -104,13 +104,13 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 EFFORT_MAX_PIXELS = 1 << 22  # --effort refines images up to 4 megapixels (it needs the whole image's gradients)
 
 
-def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A photo codec's tokens of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/s, W/s), the
-    image tokens, and z (N, C, H/4s, W/4s), the side tokens their tables come from (s: the model's
-    latent stride, 16 for photos; sizes rounded up to multiples of 4s). `effort` > 0 refines them
-    with that many gradient steps per image (codec.hyperprior.refine_latents, in torch; images up to
-    EFFORT_MAX_PIXELS)."""
-    from .coding.gaussian import TOKEN_LIMIT, Z_SUPPORT, from_blocks, to_blocks
+def photo_latents(images: np.ndarray, m: LoadedModel, quality: int, effort: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A photo codec's latents of same-size RGB uint8 images (N, H, W, 3): y (N, M, H/s, W/s) as the
+    analysis gives them (float32), and z (N, C, H/4s, W/4s), the side tokens their tables come from,
+    rounded (s: the model's latent stride, 16 for photos; sizes rounded up to multiples of 4s).
+    `effort` > 0 refines them with that many gradient steps per image (codec.hyperprior.refine_latents,
+    in torch; images up to EFFORT_MAX_PIXELS)."""
+    from .coding.gaussian import Z_SUPPORT, from_blocks, to_blocks
 
     b = m.config.prior_block  # h_a runs on each block as on a training crop: one z position per block
     if effort > 0 and b:  # refine_latents prices the whole grid at once, which this model's coder never does
@@ -128,8 +128,20 @@ def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int =
         ty, tz = refine_latents(m.codec, torch.from_numpy(to_unit(x)), torch.from_numpy(q), torch.from_numpy(y),
                                 torch.from_numpy(z).clamp(-Z_SUPPORT, Z_SUPPORT), effort)
         y, z = ty.numpy(), tz.numpy()
-    return (np.clip(np.round(y), 1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).astype(np.int64),
-            np.clip(np.round(z), -Z_SUPPORT, Z_SUPPORT).astype(np.int64))
+    return y, np.clip(np.round(z), -Z_SUPPORT, Z_SUPPORT).astype(np.int64)
+
+
+def round_latents(y: np.ndarray) -> np.ndarray:
+    """A photo codec's tokens: its latents rounded to integers, within the coder's range."""
+    from .coding.gaussian import TOKEN_LIMIT
+
+    return np.clip(np.round(y), 1 - TOKEN_LIMIT, TOKEN_LIMIT - 1).astype(np.int64)
+
+
+def photo_tokens(images: np.ndarray, m: LoadedModel, quality: int, effort: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A photo codec's integer tokens y (its latents rounded) and side tokens z: see photo_latents."""
+    y, z = photo_latents(images, m, quality, effort)
+    return round_latents(y), z
 
 
 def image_tokens(images: np.ndarray, m: LoadedModel, quality: int) -> np.ndarray:
@@ -200,14 +212,15 @@ def format_version(m: LoadedModel, prior: str = "auto") -> int:
 
 
 def photo_versions(m: LoadedModel) -> tuple[int, ...]:
-    """The format versions a photo codec reads, the one it writes first."""
+    """The format versions a photo codec reads, the one it writes first: whole-grid checkerboard
+    models write mean-shifted rounding (9; benchmarks/results/kodak-photo-cbr128-v9), block models
+    their plain rounding under the fine tables (8; mean-shifted rounding did not pay on small-cb3,
+    benchmarks/results/mean_shift_rounding-small-cb3.json)."""
     if m.config.prior_block:
-        coarse = container.BLOCK_VERSION
-    elif m.prior.context.checkerboard:
-        coarse = container.CHECKERBOARD_VERSION
-    else:
-        return (container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION,)
-    return container.FINE_OF[coarse], coarse
+        return container.FINE_BLOCK_VERSION, container.BLOCK_VERSION
+    if m.prior.context.checkerboard:
+        return container.SHIFTED_CHECKERBOARD_VERSION, container.FINE_CHECKERBOARD_VERSION, container.CHECKERBOARD_VERSION
+    return (container.SLICED_VERSION if m.prior.context.slices > 1 else container.HYPERPRIOR_VERSION,)
 
 
 def payload_coder(m: LoadedModel, version: int) -> PayloadCoder:
@@ -216,19 +229,26 @@ def payload_coder(m: LoadedModel, version: int) -> PayloadCoder:
 
 
 def photo_coder(m: LoadedModel, version: int) -> HyperpriorCoder:
-    """What codes a photo codec's payload of this format version: its stored tables, or for versions 7
-    and 8 the fine ones."""
+    """What codes a photo codec's payload of this format version: its stored tables, the fine ones
+    (versions 7 and 8), or the fine ones with mean-shifted rounding (9)."""
     coder: HyperpriorCoder = m.prior
-    return coder.with_fine_tables() if version in container.FINE_OF.values() else coder
+    if version == container.SHIFTED_CHECKERBOARD_VERSION:
+        return coder.with_mean_shift()
+    return coder.with_fine_tables() if version in container.FINE_VERSIONS else coder
 
 
 def _payloads(images: np.ndarray, m: LoadedModel, quality: int, version: int,
               effort: int = 0) -> tuple[list[tuple[bytes, float]], np.ndarray]:
-    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3), and the image tokens coded;
-    `effort`: see photo_tokens (photo codecs only)."""
+    """(payload, ideal bits) of each same-size RGB uint8 image (N, H, W, 3), and the latents the
+    decoder will give the synthesis (the tokens, or with mean-shifted rounding offset + mean);
+    `effort`: see photo_latents (photo codecs only)."""
     if version in container.PHOTO_VERSIONS:
-        y, z = photo_tokens(images, m, quality, effort)
-        return photo_coder(m, version).encode(y, z), y
+        coder = photo_coder(m, version)
+        y, z = photo_latents(images, m, quality, effort)
+        if coder.shifted:
+            return coder.encode_latents(y, z)
+        y = round_latents(y)
+        return coder.encode(y, z), y
     tokens = image_tokens(images, m, quality)
     return payload_coder(m, version).encode(tokens), tokens
 
@@ -559,7 +579,7 @@ def _decode(files: list[tuple[container.VqzFile, LoadedModel]]) -> list[np.ndarr
 
 
 def _file_tokens(files: list[container.VqzFile], m: LoadedModel) -> np.ndarray:
-    """Tokens (N, L, h, w) of parsed files of one model, size, quality and version."""
+    """Tokens (N, L, h, w) of parsed files of one model, size, quality and version (see file_tokens)."""
     payloads = [f.payload for f in files]
     levels, h, w = _grid(files[0], m)
     if files[0].header.version in container.PHOTO_VERSIONS:
@@ -568,7 +588,9 @@ def _file_tokens(files: list[container.VqzFile], m: LoadedModel) -> np.ndarray:
 
 
 def file_tokens(data: bytes, model: LoadedModel | str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The token grid (L, h, w) a .vqz file holds, without running the decoder network."""
+    """The token grid (L, h, w) a .vqz file holds, without running the decoder network: integers, or
+    for a format version 9 file (mean-shifted rounding) the latents its synthesis reads, token + mean
+    (float64 multiples of 1/256)."""
     f, m = _open(data, model, max_pixels)
     return _file_tokens([f], m)[0]
 

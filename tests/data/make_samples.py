@@ -12,7 +12,9 @@ with its image and side tokens; `--photo-cc` sample-v4.vqz, the same crop coded 
 the hyperprior in channel-conditional slices); `--photo-cb` sample-v5.vqz, by photo-cb128 (version 5:
 the slices in checkerboard halves); `--small-cb` sample-v6.vqz, by small-cb (version 6: its
 hyperprior run block by block); `--photo-cbr` sample-v7.vqz, by photo-cbr128 (version 7: version 5's
-coding under the fine tables); `--small-cb2` sample-v8.vqz, by small-cb2 (version 8: version 6's under them).
+coding under the fine tables); `--small-cb2` sample-v8.vqz, by small-cb2 (version 8: version 6's under them);
+`--photo-cbr-shifted` sample-v9.vqz, by photo-cbr128 (version 9: version 7's with mean-shifted rounding),
+with the analysis' float latents it was coded from and the latents it decodes to.
 """
 from __future__ import annotations
 
@@ -80,7 +82,28 @@ def photo_sample(model: str, quality: int, version: int) -> None:
     print(f"sample-v{version}.vqz: {len(data)} bytes")
 
 
+def shifted_sample() -> None:
+    """The 128x128 crop at quality 5 by photo-cbr128 with mean-shifted rounding (version 9): the file, the
+    analysis latents y (float32) and side tokens z it was coded from, and the latents it decodes to
+    (y_hat, in fixed point: y_hat * ONE, integers)."""
+    from vqzip.coding.gaussian import ONE
+
+    with resources.files("vqzip.assets").joinpath("sample.png").open("rb") as f:
+        img = Image.open(f).convert("RGB").crop((0, 0, 128, 128))
+    m = api.load_model("photo-cbr128")
+    data = api.compress(img, m, 5)
+    assert data[2] == 9
+    (HERE / "sample-v9.vqz").write_bytes(data)
+    y, z = api.photo_latents(np.asarray(img)[None], m, 5)
+    [(payload, _)], y_hat = api.photo_coder(m, 9).encode_latents(y, z)
+    np.savez_compressed(HERE / "sample-v9-latents.npz", y=y[0], z=z[0].astype(np.int8),
+                        y_hat=np.round(y_hat[0] * ONE).astype(np.int32))
+    print(f"sample-v9.vqz: {len(data)} bytes")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--photo-cbr-shifted"]:
+        return shifted_sample()
     if sys.argv[1:] == ["--photo-hp"]:
         return photo_sample("photo-hp-v1", 4, 3)
     if sys.argv[1:] == ["--photo-cc"]:

@@ -1,7 +1,7 @@
-"""The .vqz byte layout, versions 1 to 8 (docs/format.md): build, parse, validate. Knows nothing of torch.
+"""The .vqz byte layout, versions 1 to 9 (docs/format.md): build, parse, validate. Knows nothing of torch.
 
 The versions share one layout; the version says how the payload was coded: 1 = the model's static
-per-level tables, 2 = the model's context prior, 3 to 8 = a photo codec's hyperprior. The version
+per-level tables, 2 = the model's context prior, 3 to 9 = a photo codec's hyperprior. The version
 byte's high bit (METADATA_BIT) says that a metadata section (ICC profile, EXIF) follows the alpha
 section; files without one are byte for byte what they were before the section existed.
 
@@ -23,8 +23,10 @@ CHECKERBOARD_VERSION = 5  # ... whose slices are also coded in two checkerboard 
 BLOCK_VERSION = 6  # written by a photo codec whose entropy model runs block by block (PhotoConfig.prior_block)
 FINE_CHECKERBOARD_VERSION = 7  # version 5's coding under the fine tables (coding.gaussian.HyperpriorCoder.with_fine_tables)
 FINE_BLOCK_VERSION = 8  # version 6's coding under the fine tables
+SHIFTED_CHECKERBOARD_VERSION = 9  # version 7's with mean-shifted rounding (coding.gaussian.HyperpriorCoder.with_mean_shift)
 FINE_OF = {CHECKERBOARD_VERSION: FINE_CHECKERBOARD_VERSION, BLOCK_VERSION: FINE_BLOCK_VERSION}  # what supersedes what
-PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION, BLOCK_VERSION, *FINE_OF.values())
+FINE_VERSIONS = (*FINE_OF.values(), SHIFTED_CHECKERBOARD_VERSION)  # coded under the fine tables
+PHOTO_VERSIONS = (HYPERPRIOR_VERSION, SLICED_VERSION, CHECKERBOARD_VERSION, BLOCK_VERSION, *FINE_VERSIONS)
 VERSIONS = (1, 2, *PHOTO_VERSIONS)  # read
 MODES = ("L", "LA", "RGB", "RGBA")  # index = the 2-bit mode field
 MAX_SIDE = 1 << 16

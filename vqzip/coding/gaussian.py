@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -274,8 +275,9 @@ def anchors(h: int, w: int) -> np.ndarray:
 
 class IntegerSliceContext:
     """codec.hyperprior.SliceContext in exact integer arithmetic: the fixed-point mean and log2 scale
-    of slice s's tokens from h_s's and the integer tokens of slices 0..s-1; with a checkerboard, those
-    of the slice's non-anchor half corrected from its anchors' tokens (`spatial`)."""
+    of slice s's tokens from h_s's and the latents of slices 0..s-1 as the synthesis sees them, in
+    fixed point (tokens * ONE, or with mean-shifted rounding offset * ONE + mean); with a checkerboard,
+    those of the slice's non-anchor half corrected from its anchors' latents (`spatial`)."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         count = len({k.split(".")[0] for k in tensors if k.startswith("ctx")})
@@ -293,27 +295,29 @@ class IntegerSliceContext:
     def width(self, latent: int) -> int:
         return latent // self.slices
 
-    def __call__(self, s: int, mean: np.ndarray, log_scale: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, log scale) of slice s (N, width, h, w) from h_s's of all channels and the tokens
-        y (N, >= s * width, h, w) of the slices before (before the checkerboard's correction)."""
+    def __call__(self, s: int, mean: np.ndarray, log_scale: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, log scale) of slice s (N, width, h, w) from h_s's of all channels and the fixed-point
+        latents (N, >= s * width, h, w) of the slices before (before the checkerboard's correction)."""
         w = self.width(mean.shape[1])
         m, ls = mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w]
         if s == 0:
             return m, ls
-        d = self._run(self.nets[s - 1], y[:, : s * w], m, ls)
+        d = self._run(self.nets[s - 1], fixed[:, : s * w], m, ls)
         return m + d[:, :w], ls + d[:, w:]
 
-    def spatial(self, s: int, mean: np.ndarray, log_scale: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Slice s's (mean, log scale) from what __call__ gave and the slice's own tokens (N, width, h,
-        w), of which only the anchors are read: the non-anchors' corrected, the anchors' as they were."""
-        keep = anchors(*tokens.shape[2:])
-        d = self._run(self.spatial_nets[s], np.where(keep, tokens, 0), mean, log_scale)
+    def spatial(self, s: int, mean: np.ndarray, log_scale: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slice s's (mean, log scale) from what __call__ gave and the slice's own fixed-point latents
+        (N, width, h, w), of which only the anchors are read: the non-anchors' corrected, the anchors' as
+        they were."""
+        keep = anchors(*fixed.shape[2:])
+        d = self._run(self.spatial_nets[s], np.where(keep, fixed, 0), mean, log_scale)
         w = mean.shape[1]
         return np.where(keep, mean, mean + d[:, :w]), np.where(keep, log_scale, log_scale + d[:, w:])
 
     @staticmethod
-    def _run(net: IntegerConvStack, tokens: np.ndarray, m: np.ndarray, ls: np.ndarray) -> np.ndarray:
-        t = np.clip(tokens, -CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT).astype(np.float64) * ONE
+    def _run(net: IntegerConvStack, fixed: np.ndarray, m: np.ndarray, ls: np.ndarray) -> np.ndarray:
+        limit = CONTEXT_TOKEN_LIMIT * ONE
+        t = np.clip(fixed, -limit, limit).astype(np.float64)
         return net.run(np.concatenate([t, m.astype(np.float64), ls.astype(np.float64)], 1)).astype(np.int64)
 
 
@@ -330,12 +334,29 @@ def from_blocks(x: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
     return x.reshape(n, h // b, w // b, c, b, b).transpose(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
 
+def _scale_step(log_scale: np.ndarray) -> np.ndarray:
+    """Each token's scale table k (0..SCALES-1) from its fixed-point log2 scale."""
+    return np.clip((log_scale - round(LOG2_SCALE_MIN * ONE)) // (ONE // SCALE_STEPS), 0, SCALES - 1)
+
+
 def table_index(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(table index, integer part of the mean) of each token from the fixed-point h_s outputs."""
-    k = np.clip((log_scale - round(LOG2_SCALE_MIN * ONE)) // (ONE // SCALE_STEPS), 0, SCALES - 1)
     base = mean >> FRACTION_BITS
     f = (mean - (base << FRACTION_BITS)) // (ONE // MEAN_STEPS)
-    return k * MEAN_STEPS + f, base
+    return _scale_step(log_scale) * MEAN_STEPS + f, base
+
+
+def offset_table(log_scale: np.ndarray) -> np.ndarray:
+    """The table of a mean-shifted token, round(y - mean): its scale's table of the smallest mean
+    fraction, 1/16 (no stored table is centred on zero; a sixteenth off costs a token about 0.001 bits
+    where its scale is small, little more where it is not)."""
+    return _scale_step(log_scale) * MEAN_STEPS
+
+
+def _fill(fixed: np.ndarray, part: slice, positions: np.ndarray, values: np.ndarray) -> None:
+    """fixed[:, part] at `positions` (flat (channel, row, column) indices within the slice) = values (N, P)."""
+    ch, row, col = np.unravel_index(positions, fixed[0, part].shape)
+    fixed[:, part.start + ch, row, col] = values
 
 
 def escape_table() -> np.ndarray:
@@ -353,6 +374,8 @@ class HyperpriorCoder:
     """Codes each image's tokens, y (M, h, w) and z (C, h/4, w/4), into one payload and back."""
 
     _fine: HyperpriorCoder | None  # this coder under the fine tables, once asked for
+    _shifted: HyperpriorCoder | None = None  # and with mean-shifted rounding, once asked for
+    shifted = False  # tokens are round(y - mean), the synthesis sees them + mean (with_mean_shift)
 
     def __init__(self, tensors: dict[str, np.ndarray], block: int = 0) -> None:
         self.block = block  # token positions a side of the blocks h_s and the contexts run on (0: the whole grid)
@@ -383,6 +406,26 @@ class HyperpriorCoder:
             fine.fine, fine._fine = True, fine
             self._fine = fine
         return self._fine
+
+    def with_mean_shift(self) -> HyperpriorCoder:
+        """This coder under the fine tables with mean-shifted rounding (format version 9): each token is
+        round(y - mean), its offset from its mean (the fixed-point mean h_s and the context give, so
+        both sides know it exactly), coded under a table centred on zero, and the synthesis sees offset
+        + mean. Where the entropy model is sure of a latent, its token is 0 and the synthesis sees the
+        predicted mean rather than the nearest integer (Minnen & Singh 2020). The stored tables are
+        centred on a mean's fraction, (f + 1/2) / 8; the zero-centred table of each scale is the mean of
+        its f = 0 table (mean +1/16) and that table mirrored (-1/16), in integers: every machine derives
+        the same. Made once per coder."""
+        if self._shifted is None:
+            fine = self.with_fine_tables()
+            shifted = copy.copy(fine)
+            tables = list(fine.y_freq)
+            for i in range(0, len(tables), MEAN_STEPS):
+                tables[i] = (tables[i] + tables[i][::-1] + 1) // 2
+            shifted._set_y_tables(np.concatenate(tables), np.cumsum([0] + [len(t) for t in tables]))
+            shifted.shifted, shifted._fine, shifted._shifted = True, shifted, shifted
+            self._shifted = fine._shifted = shifted
+        return self._shifted
 
     def _set_y_tables(self, flat: np.ndarray, offsets: np.ndarray) -> None:
         """The y tables and what coding a batch needs of them, computed once: each symbol's cost (for
@@ -444,9 +487,9 @@ class HyperpriorCoder:
         width = self.context.width(mean.shape[1])
         tables, bases = [], []
         for s in range(self.context.slices):
-            m, ls = self.context(s, mean, log_scale, y)
+            m, ls = self.context(s, mean, log_scale, y[:, : s * width] * ONE)
             if self.context.checkerboard:
-                m, ls = self.context.spatial(s, m, ls, y[:, s * width: (s + 1) * width])
+                m, ls = self.context.spatial(s, m, ls, y[:, s * width: (s + 1) * width] * ONE)
             table, base = table_index(m, ls)
             tables.append(table.astype(np.int16))  # < SCALES * MEAN_STEPS
             bases.append(base.astype(np.int32))  # |mean| <= ACT_LIMIT / ONE
@@ -513,7 +556,8 @@ class HyperpriorCoder:
 
     def encode(self, y: np.ndarray, z: np.ndarray) -> list[tuple[bytes, float]]:
         """y (N, M, h, w) and z (N, C, h/4, w/4) integer tokens, z within +-Z_SUPPORT and
-        |y| < TOKEN_LIMIT -> (payload, ideal bits) per image.
+        |y| < TOKEN_LIMIT -> (payload, ideal bits) per image, with plain rounding (a mean-shifted coder
+        takes the latents themselves: encode_latents).
 
         Order: z channel by channel, then slice by slice (the whole latent where the model has one
         slice; with a checkerboard, a slice's anchors and then its other half) y's tokens by table
@@ -521,20 +565,62 @@ class HyperpriorCoder:
         one length goes to the coder in one call with a table row per token, which codes exactly what
         one call per table does (the same models, in the same order), with far fewer calls for a
         small image."""
+        if self.shifted:
+            raise ValueError("a mean-shifted coder codes the latents themselves: encode_latents")
         table, base = self.params(z, y)
+        n = len(y)
+        # |y| < TOKEN_LIMIT: offsets as int32, a quarter of the memory of int64s
+        return self._code(table.reshape(n, -1), (y - base).reshape(n, -1).astype(np.int32), z, y.shape[1:])
+
+    def encode_latents(self, y: np.ndarray, z: np.ndarray) -> tuple[list[tuple[bytes, float]], np.ndarray]:
+        """A mean-shifted coder's (with_mean_shift) encode: float latents y (N, M, h, w) and integer
+        side tokens z -> (payload, ideal bits) per image, and the latents the decoder gives the
+        synthesis (offset + mean, float64 multiples of 1/ONE). Each group's means come from the
+        latents of the groups before, already rounded, as the decoder derives them."""
+        if not self.shifted:
+            raise ValueError("only a mean-shifted coder codes latents; round them and call encode")
+        n, latent, h, w = y.shape
+        fixed = np.zeros(y.shape, np.int64)
+        table, offset = np.empty((n, latent * h * w), np.int16), np.empty((n, latent * h * w), np.int32)
+        for part, positions, m, ls in self._walk(z, fixed):
+            r = np.clip(np.round(y[:, part].reshape(n, -1)[:, positions] - m / ONE), 1 - TOKEN_LIMIT, TOKEN_LIMIT - 1)
+            _fill(fixed, part, positions, r.astype(np.int64) * ONE + m)
+            at = part.start * h * w + positions
+            table[:, at], offset[:, at] = offset_table(ls), r
+        return self._code(table, offset, z, y.shape[1:]), fixed / ONE
+
+    def _walk(self, z: np.ndarray, fixed: np.ndarray) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        """A latent's groups in coding order, each as (its slice's channels, its positions in the
+        slice's flat (channel, row, column) order, its tokens' fixed-point means and log2 scales
+        (N, positions)), from z and the fixed-point latents `fixed` (N, M, h, w): the caller fills a
+        group's positions of `fixed` before it asks for the next group."""
+        n, latent, h, w = fixed.shape
+        mean, log_scale = self.hs(self._blocks(z, 4))  # per block where the model has blocks, as m and ls below
+        width = self.context.width(latent)
+        for sl in range(self.context.slices):  # a slice's tables need the latents of the slices before
+            part = slice(sl * width, (sl + 1) * width)
+            before = self._blocks(fixed[:, : sl * width]) if sl else fixed[:, :0]  # slice 0 reads none
+            m, ls = self.context(sl, mean, log_scale, before)
+            for g, positions in enumerate(self._groups(width, h, w)):
+                if g:  # the checkerboard's second half: its tables need the anchors' latents
+                    m, ls = self.context.spatial(sl, m, ls, self._blocks(fixed[:, part]))
+                gm, gls = (self._unblocks(a, n, h, w).reshape(n, -1)[:, positions] for a in (m, ls))
+                yield part, positions, gm, gls
+
+    def _code(self, t: np.ndarray, s: np.ndarray, z: np.ndarray, shape: tuple[int, ...]) -> list[tuple[bytes, float]]:
+        """Payloads (and ideal bits) of images whose y tokens, of latent shape `shape` (M, h, w), have
+        table indices t and offsets s (both (N, M * h * w)), and whose side tokens are z."""
         n, c = len(z), len(self.z_freq)
         z_sym = (z.reshape(n, c, -1) + Z_SUPPORT).astype(np.int32)
         z_rows = self._z_rows_for(*z.shape[2:])
-        s = (y - base).reshape(n, -1).astype(np.int32)  # |y| < TOKEN_LIMIT: int32, a quarter of the memory of int64s
-        t = table.reshape(n, -1)
         half = self.half[t]
         clipped = np.clip(s, -half, half) + half
         bits = (self._z_cost[np.arange(c)[:, None], z_sym].sum((1, 2))
                 + self._y_cost[self._y_offsets[t] + clipped].sum(1))
-        width = y.shape[1] // self.context.slices
-        block = width * y.shape[2] * y.shape[3]
-        groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *y.shape[2:])]
-        floor_bits = self.min_payload_bits(y.shape[1], *y.shape[2:]) if self.fine else 0.0  # see with_fine_tables
+        width = shape[0] // self.context.slices
+        block = width * shape[1] * shape[2]
+        groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *shape[1:])]
+        floor_bits = self.min_payload_bits(*shape) if self.fine else 0.0  # see with_fine_tables
         encoders = [TokenEncoder() for _ in range(n)]
         for i, enc in enumerate(encoders):
             if z_rows is not None:
@@ -580,7 +666,9 @@ class HyperpriorCoder:
         return bits
 
     def decode(self, payloads: list[bytes], h: int, w: int, latent: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens y (N, latent, h, w) and z (N, C, h/4, w/4) of same-size payloads (the order of encode)."""
+        """y (N, latent, h, w) and z tokens (N, C, h/4, w/4) of same-size payloads (the order of encode):
+        y the integer tokens, or for a mean-shifted coder the latents the synthesis sees (offset + mean,
+        float64 multiples of 1/ONE)."""
         c, hz, wz = len(self.z_freq), h // 4, w // 4
         decoders = []
         z = np.empty((len(payloads), c, hz, wz), np.int64)
@@ -593,23 +681,23 @@ class HyperpriorCoder:
                 for ch in range(c):
                     z[i, ch] = d.decode_with(self._model("z", ch), hz * wz).reshape(hz, wz) - Z_SUPPORT
             decoders.append(d)
-        mean, log_scale = self.hs(self._blocks(z, 4))  # per block where the model has blocks, as m and ls below
-        y = np.empty((len(payloads), latent, h, w), np.int64)
-        n, width = len(payloads), self.context.width(latent)
-        for sl in range(self.context.slices):  # a slice's tables need the tokens of the slices before
-            part = slice(sl * width, (sl + 1) * width)
-            m, ls = self.context(sl, mean, log_scale, self._blocks(y))
-            flat = np.zeros((n, width * h * w), np.int64)
-            for g, positions in enumerate(self._groups(width, h, w)):
-                if g:  # the checkerboard's second half: its tables need the anchors' tokens
-                    y[:, part] = flat.reshape(n, width, h, w)
-                    m, ls = self.context.spatial(sl, m, ls, self._blocks(y[:, part]))
-                table, base = (self._unblocks(a, n, h, w) for a in table_index(m, ls))
-                table, base = table.reshape(n, -1)[:, positions], base.reshape(n, -1)[:, positions]
-                order, ts, segments = self._plan(table)
-                for i, d in enumerate(decoders):
-                    flat[i, positions[order[i]]] = self._decode_segments(d, segments[i], ts[i]) + base[i, order[i]]
-            y[:, part] = flat.reshape(n, width, h, w)
+        n = len(payloads)
+        fixed = np.zeros((n, latent, h, w), np.int64)  # the latents so far, fixed point
+        for part, positions, m, ls in self._walk(z, fixed):
+            if self.shifted:
+                table, base = offset_table(ls), np.zeros_like(m)
+            else:
+                table, base = table_index(m, ls)
+            order, ts, segments = self._plan(table)
+            offsets = np.stack([self._decode_segments(d, segments[i], ts[i]) for i, d in enumerate(decoders)]) \
+                if n else np.zeros((0, len(positions)), np.int64)
+            if self.shifted and np.abs(offsets).max(initial=0) >= TOKEN_LIMIT:  # the encoder clips offsets
+                raise FormatError("payload decodes to a token outside the model's range")
+            np.put_along_axis(offsets, order, offsets.copy(), 1)  # coding order -> position order
+            _fill(fixed, part, positions, offsets * ONE + m if self.shifted else (offsets + base) * ONE)
+        if self.shifted:
+            return fixed / ONE, z
+        y = fixed >> FRACTION_BITS
         if np.abs(y).max(initial=0) >= TOKEN_LIMIT:
             raise FormatError("payload decodes to a token outside the model's range")
         return y, z

@@ -244,8 +244,10 @@ def entropy_model_text(c: PhotoConfig) -> str:
         text += "; each slice coded in two checkerboard halves, the second's corrected from the first's tokens"
     if c.prior_block:
         text += f"; all of it run on each block of {c.prior_block}x{c.prior_block} token positions alone, as on a training crop"
-    if c.prior_block or c.checkerboard:  # versions 7 and 8: the stored tables with their peaks restored
-        return text + f"; y coded under the fine tables (format version {8 if c.prior_block else 7})"
+    if c.prior_block:  # version 8: the stored tables with their peaks restored
+        return text + "; y coded under the fine tables (format version 8)"
+    if c.checkerboard:  # version 9: and each token its offset from its mean
+        return text + "; y coded under the fine tables as offsets from their means, round(y - mean) (format version 9)"
     return text + f" (format version {4 if c.slices > 1 else 3})"
 
 
