@@ -572,18 +572,22 @@ class HyperpriorCoder:
         # |y| < TOKEN_LIMIT: offsets as int32, a quarter of the memory of int64s
         return self._code(table.reshape(n, -1), (y - base).reshape(n, -1).astype(np.int32), z, y.shape[1:])
 
-    def encode_latents(self, y: np.ndarray, z: np.ndarray) -> tuple[list[tuple[bytes, float]], np.ndarray]:
+    def encode_latents(self, y: np.ndarray, z: np.ndarray, deadzone: float = 0.0) -> tuple[list[tuple[bytes, float]], np.ndarray]:
         """A mean-shifted coder's (with_mean_shift) encode: float latents y (N, M, h, w) and integer
         side tokens z -> (payload, ideal bits) per image, and the latents the decoder gives the
         synthesis (offset + mean, float64 multiples of 1/ONE). Each group's means come from the
-        latents of the groups before, already rounded, as the decoder derives them."""
+        latents of the groups before, already rounded, as the decoder derives them. `deadzone` > 0
+        rounds each offset d towards zero, sign(d) * floor(|d| + 1/2 - deadzone): cheaper tokens for a
+        little distortion, the decoder unchanged."""
         if not self.shifted:
             raise ValueError("only a mean-shifted coder codes latents; round them and call encode")
         n, latent, h, w = y.shape
         fixed = np.zeros(y.shape, np.int64)
         table, offset = np.empty((n, latent * h * w), np.int16), np.empty((n, latent * h * w), np.int32)
         for part, positions, m, ls in self._walk(z, fixed):
-            r = np.clip(np.round(y[:, part].reshape(n, -1)[:, positions] - m / ONE), 1 - TOKEN_LIMIT, TOKEN_LIMIT - 1)
+            d = y[:, part].reshape(n, -1)[:, positions] - m / ONE
+            r = np.round(d) if deadzone <= 0 else np.sign(d) * np.floor(np.abs(d) + 0.5 - deadzone)
+            r = np.clip(r, 1 - TOKEN_LIMIT, TOKEN_LIMIT - 1)
             _fill(fixed, part, positions, r.astype(np.int64) * ONE + m)
             at = part.start * h * w + positions
             table[:, at], offset[:, at] = offset_table(ls), r
