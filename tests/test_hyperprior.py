@@ -734,6 +734,10 @@ def test_mean_shifted_latents_round_trip_with_escapes_across_batches() -> None:
     assert [p for p, _ in coded] == [c[0][0] for c, _ in alone]
     with pytest.raises(ValueError, match="encode_latents"):
         shifted.encode(y, z)
+    # a dead zone rounds offsets towards zero: cheaper tokens, which the decoder reads unchanged
+    zoned, y_zoned = shifted.encode_latents(latents, z, deadzone=0.3)
+    assert np.array_equal(shifted.decode([p for p, _ in zoned], *y.shape[2:], y.shape[1])[0], y_zoned)
+    assert sum(bits for _, bits in zoned) < sum(bits for _, bits in coded)
 
 
 BLOCKED = PhotoConfig(**{**CHECKERED.to_dict(), "prior_block": 4})
