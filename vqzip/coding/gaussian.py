@@ -347,9 +347,8 @@ def table_index(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np
 
 
 def offset_table(log_scale: np.ndarray) -> np.ndarray:
-    """The table of a mean-shifted token, round(y - mean): its scale's table of the smallest mean
-    fraction, 1/16 (no stored table is centred on zero; a sixteenth off costs a token about 0.001 bits
-    where its scale is small, little more where it is not)."""
+    """The table index of a mean-shifted token, round(y - mean): its scale's f = 0 slot, where a
+    mean-shifted coder keeps the scale's zero-centred table (with_mean_shift)."""
     return _scale_step(log_scale) * MEAN_STEPS
 
 
