@@ -386,3 +386,10 @@ def test_command_help_loads_no_torch():
         out = _in_process(f"r = CliRunner().invoke(app, [{command!r}, '--help']); import sys; "
                           "print(r.exit_code, 'torch' in sys.modules, 'numpy' in sys.modules)")
         assert out == "0 False False", command
+
+
+def test_info_names_the_coding_of_every_format_version() -> None:
+    from vqzip.cli.codec import CODINGS
+    from vqzip.coding import container
+
+    assert set(CODINGS) == set(container.VERSIONS)

@@ -197,9 +197,10 @@ PRIORS = ("auto", "context", "static")
 
 def format_version(m: LoadedModel, prior: str = "auto") -> int:
     """The .vqz version to write: 3 for a photo codec (its hyperprior), 4 for one coding its latent in
-    channel-conditional slices, 7 for one coding each slice in two checkerboard halves, 8 for one whose
+    channel-conditional slices, 9 for one coding each slice in two checkerboard halves, 8 for one whose
     entropy model runs block by block (prior_block); else 2 (context prior) when the model has one and
-    `prior` allows it, else 1 (static tables). (7 and 8 superseded 5 and 6, which such models still read.)"""
+    `prior` allows it, else 1 (static tables). (9 superseded 7 and 5, 8 superseded 6, which such models
+    still read: photo_versions.)"""
     if prior not in PRIORS:
         raise VqzipError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
     if m.is_hyperprior:

@@ -275,7 +275,8 @@ def decode(
 
 CODINGS = {1: "static tables", 2: "context prior", 3: "hyperprior", 4: "hyperprior in slices",  # each version's coding
            5: "hyperprior in checkerboard slices", 6: "hyperprior block by block",
-           7: "hyperprior in checkerboard slices, fine tables", 8: "hyperprior block by block, fine tables"}
+           7: "hyperprior in checkerboard slices, fine tables", 8: "hyperprior block by block, fine tables",
+           9: "hyperprior in checkerboard slices, fine tables, mean-shifted tokens"}
 
 
 def info(inputs: opt.Inputs, as_json: opt.Json = False) -> None:
