@@ -867,3 +867,26 @@ def test_a_saved_photo_model_derives_its_integer_layers_from_its_float16_weights
     y, z = _tokens(m.codec, 4, seed=2)
     assert all((a == b).all() for a, b in zip(m.prior.params(z, y), expected.params(z, y)))
     assert [p for p, _ in m.prior.encode(y, z)] == [p for p, _ in expected.encode(y, z)]
+
+
+def test_training_with_mean_shifted_rounding_matches_what_version_9_codes() -> None:
+    """SliceContext.shifted (training's --mean-shift): every latent within half a step of y, straight
+    through (gradient 1), and the means it rounded against are what the contexts give for the result
+    (a group's means depend only on the groups before it, as the coder derives them); the loss runs."""
+    from vqzip.training.rd import rd_loss
+
+    model, _ = _checkered()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 128, 64, generator=g) - 0.5
+    q = torch.tensor([0, 1])
+    y = (model.analysis(x, q) * 20).detach().requires_grad_(True)
+    mean, log_scale = model.h_s(model.h_a(y).round())
+    y_hat, m, ls = model.context.shifted(y, mean, log_scale)
+    assert (y_hat - y).abs().max() <= 0.5 + 1e-5 and not torch.equal(y_hat, y.round())
+    again = model.context(y_hat, mean, log_scale)
+    assert torch.allclose(m, again[0], atol=1e-5) and torch.allclose(ls, again[1], atol=1e-5)
+    y_hat.sum().backward()
+    assert torch.equal(y.grad, torch.ones_like(y))
+    shifted, stats = rd_loss(model, x, q, mean_shift=True)
+    plain, _ = rd_loss(model, x, q)
+    assert torch.isfinite(shifted) and shifted.item() != plain.item() and stats["bpp"] > 0

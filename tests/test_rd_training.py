@@ -106,8 +106,9 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
     # and with the checkerboard added (lr 0): its networks start at zero, so the same tokens cost the
     # same bits under the same tables as with the sliced model re-exported as it is (both from its
     # float16 weights), coded in another order (each slice's anchors first; version 5's coding), and
-    # fewer under version 7's fine tables, which vqzip writes
-    for name, extra in (("resliced", []), ("checkered", ["--checkerboard"]), ("deeper", ["--residual", "1"])):
+    # fewer under version 7's fine tables (the checkered one trained on mean-shifted latents: lr 0, the same weights)
+    for name, extra in (("resliced", []), ("checkered", ["--checkerboard", "--mean-shift"]),
+                        ("deeper", ["--residual", "1"])):
         proc = _vqzip("train", str(photos), "--arch", "hyperprior", "--downsamples", "3", "--thumbnails", "32",
                       "--crops", "8", "--crop", "32", "--batch-size", "2", "--channels", "8", "--latent", "8",
                       "--hyper", "8", "--lambdas", "0.01,0.1", "--slices", "2", "--context", "4", *extra,
@@ -116,6 +117,7 @@ def test_train_a_small_image_codec_on_thumbnails_then_code_with_it(tmp_path: Pat
         assert proc.returncode == 0, proc.stderr
     checkered = zoo.load_model("checkered")
     assert checkered.prior.context.checkerboard and "checkerboard halves" in checkered.card["summary"]
+    assert "--mean-shift" in checkered.card["loss"] and "--mean-shift" not in zoo.load_model("resliced").card["loss"]
     resliced = zoo.load_model("resliced")
     plain, again = api.encode_batch(image[None], resliced, 2)[0], api.encode_batch(image[None], checkered, 2)[0]
     assert plain.data[2] == 4 and again.data[2] == 9

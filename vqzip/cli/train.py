@@ -106,6 +106,9 @@ def train(
     compile_steps: Annotated[bool, typer.Option("--compile", help="hyperprior: compile the training pass "
                                                 "(torch.compile; needs a C++ compiler): about 15 % faster steps "
                                                 "after a minute or two of compiling.")] = False,
+    mean_shift: Annotated[bool, typer.Option("--mean-shift", help="hyperprior: train the synthesis and contexts "
+                                             "on round(y - mean) + mean, what format version 9 codes, instead "
+                                             "of round(y).")] = False,
 ) -> None:
     """Train a codec and write OUT.safetensors + OUT.json (weights, prior tables, model card).
 
@@ -117,7 +120,7 @@ def train(
         _train_hyperprior(datasets, out, run, steps, batch_size, lr, crop, seed, init, test if evaluate else None,
                           _photo_config(channels, latent, hyper, downsamples, lambdas, slices, context, checkerboard,
                                         residual, prior_block), thumbnails,
-                          crops, data, compile_steps, latent_ramp)
+                          crops, data, compile_steps, latent_ramp, mean_shift)
         return
     if arch != "tokens":
         fail(f"unknown --arch {arch!r}; choose tokens or hyperprior", 2)
@@ -264,7 +267,7 @@ def _rd_test_images(test: Path | None, data: Path | None) -> tuple[list[np.ndarr
 def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: int, batch_size: int, lr: float,
                       crop: int, seed: int, init: str | None, test: Path | None, config: Any,
                       thumbnails: str | None, crops: int, data: Path | None, compile_steps: bool = False,
-                      latent_ramp: int = 0) -> None:
+                      latent_ramp: int = 0, mean_shift: bool = False) -> None:
     """`vqzip train --arch hyperprior`: the rate-distortion photo codec (training/rd.py)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared cores
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -277,7 +280,8 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
     run = run or Path.home() / ".cache" / "vqzip" / "runs" / out.name
     try:
         cfg = RDConfig(steps=steps, codec=config, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
-                       compile=compile_steps, ramp_from=_ramp_from(init, config, latent_ramp), ramp_steps=latent_ramp)
+                       compile=compile_steps, ramp_from=_ramp_from(init, config, latent_ramp), ramp_steps=latent_ramp,
+                       mean_shift=mean_shift)
         photos, source = _rd_images(datasets, data, crop, thumbnails, crops, seed)
         test_images, test_source = _rd_test_images(test, data)
         start = _photo_init(init, cfg.codec, seed) if init else None
@@ -306,7 +310,9 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
                                        "qualities by gain vectors)",
                             "data": source, "test_data": test_source, "steps": steps, "batch_size": batch_size,
                             "lr": lr, "seed": seed, "lambdas": list(cfg.codec.lambdas),
-                            "loss": "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop",
+                            "loss": "bpp + lambda[q] * 255^2 * MSE on [0, 1] images, one random quality per crop"
+                                    + ("; the synthesis and contexts see round(y - mean) + mean (--mean-shift)"
+                                       if mean_shift else ""),
                             "command": "vqzip " + " ".join(sys.argv[1:])}
     if init:
         card["init"] = {"model": init}

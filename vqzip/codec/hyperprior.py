@@ -149,16 +149,46 @@ class SliceContext(nn.Module):
         anchors = anchor_mask(*y_hat.shape[2:]).to(tokens) if self.spatial else None
         means, scales = [], []
         for s in range(self.slices):
-            m, ls = mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w]
-            if s > 0:
-                dm, dls = self.nets[s - 1](torch.cat([tokens[:, : s * w], m, ls], 1)).chunk(2, 1)
-                m, ls = m + dm, ls + dls
+            m, ls = self._from_before(s, tokens[:, : s * w], mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w])
             if anchors is not None:
-                dm, dls = self.spatial[s](torch.cat([tokens[:, s * w: (s + 1) * w] * anchors, m, ls], 1)).chunk(2, 1)
-                m, ls = m + dm * (1 - anchors), ls + dls * (1 - anchors)
+                m, ls = self._from_anchors(s, tokens[:, s * w: (s + 1) * w], m, ls, anchors)
             means.append(m)
             scales.append(ls)
         return torch.cat(means, 1), torch.cat(scales, 1)
+
+    def shifted(self, y: Tensor, mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean-shifted rounding as format version 9 codes it (coding.gaussian.HyperpriorCoder.with_mean_shift),
+        for training: slice by slice and half by half, y_hat = round(y - mean) + mean (straight through),
+        each group's means from the latents rounded before it. Returns y_hat and every latent's mean and
+        log2 scale."""
+        w = self.width
+        anchors = anchor_mask(*y.shape[2:]).to(y) if self.spatial else None
+        done: list[Tensor] = []
+        means, scales = [], []
+        for s in range(self.slices):
+            before = torch.cat(done, 1).clamp(-CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT) if done else y[:, :0]
+            m, ls = self._from_before(s, before, mean[:, s * w: (s + 1) * w], log_scale[:, s * w: (s + 1) * w])
+            part = y[:, s * w: (s + 1) * w]
+            y_hat = ste_round(part - m) + m
+            if anchors is not None:
+                m, ls = self._from_anchors(s, y_hat.clamp(-CONTEXT_TOKEN_LIMIT, CONTEXT_TOKEN_LIMIT), m, ls, anchors)
+                y_hat = torch.where(anchors.bool(), y_hat, ste_round(part - m) + m)
+            done.append(y_hat)
+            means.append(m)
+            scales.append(ls)
+        return torch.cat(done, 1), torch.cat(means, 1), torch.cat(scales, 1)
+
+    def _from_before(self, s: int, before: Tensor, m: Tensor, ls: Tensor) -> tuple[Tensor, Tensor]:
+        """Slice s's (mean, log scale) corrected from the (clamped) latents of the slices before it."""
+        if s == 0:
+            return m, ls
+        dm, dls = self.nets[s - 1](torch.cat([before, m, ls], 1)).chunk(2, 1)
+        return m + dm, ls + dls
+
+    def _from_anchors(self, s: int, part: Tensor, m: Tensor, ls: Tensor, anchors: Tensor) -> tuple[Tensor, Tensor]:
+        """Slice s's non-anchors' (mean, log scale) corrected from its anchors' (clamped) latents."""
+        dm, dls = self.spatial[s](torch.cat([part * anchors, m, ls], 1)).chunk(2, 1)
+        return m + dm * (1 - anchors), ls + dls * (1 - anchors)
 
 
 class FactorizedDensity(nn.Module):
@@ -291,18 +321,23 @@ class PhotoCodec(nn.Module):
         mean, log_scale = self.context(y_hat, *self.h_s(z_hat))
         return mean, torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
 
-    def forward(self, x: Tensor, q: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, q: Tensor, mean_shift: bool = False) -> dict[str, Tensor]:
         """Training pass: x (B, 3, H, W) in [-0.5, 0.5], q (B,) quality indices 0..Q-1. Returns the
         reconstruction and the bits of each image (y and z; y's also per latent channel, (B, M)), for
-        rate + lambda * distortion."""
+        rate + lambda * distortion. `mean_shift`: the synthesis and contexts see round(y - mean) + mean,
+        as format version 9 codes (SliceContext.shifted), instead of round(y)."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
             y = self.analysis(x, q)
             z = self.h_a(y)
         y, z = y.float(), z.float()
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_bits = -torch.log2(self.z_density.likelihood(z_noisy)).sum((1, 2, 3))
-        y_hat = ste_round(y)
-        mean, scale = self.entropy_params(ste_round(z), y_hat)
+        if mean_shift:
+            y_hat, mean, log_scale = self.context.shifted(y, *self.h_s(ste_round(z)))
+            scale = torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+        else:
+            y_hat = ste_round(y)
+            mean, scale = self.entropy_params(ste_round(z), y_hat)
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         y_channel_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((2, 3))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):

@@ -80,6 +80,7 @@ class RDConfig:
     # could never start to carry anything (any token it sent would cost ~15 bits)
     ramp_from: int = 0
     ramp_steps: int = 0
+    mean_shift: bool = False  # train on round(y - mean) + mean, as format version 9 codes (PhotoCodec.forward)
 
     def __post_init__(self) -> None:
         if self.crop % self.codec.stride:
@@ -120,12 +121,13 @@ def rate_weight(cfg: RDConfig, step: int) -> torch.Tensor | None:
 
 
 def rd_loss(model: PhotoCodec, x: torch.Tensor, q: torch.Tensor,
-            forward: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None,
-            weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+            forward: Callable[..., dict[str, torch.Tensor]] | None = None,
+            weight: torch.Tensor | None = None, mean_shift: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean over the batch of bpp + lambda[q] * 255^2 * MSE, and the batch's bpp and PSNR. `forward`
     (default: the model itself) is the training pass to run, e.g. the model compiled; `weight` (M,), if
-    given, weighs each latent channel's bits in the loss (rate_weight), not in the bpp it reports."""
-    out = (model if forward is None else forward)(x, q)
+    given, weighs each latent channel's bits in the loss (rate_weight), not in the bpp it reports;
+    `mean_shift`: see PhotoCodec.forward."""
+    out = (model if forward is None else forward)(x, q, mean_shift=mean_shift)
     mse = (out["x_hat"] - x).pow(2).mean((1, 2, 3))
     pixels = x.shape[2] * x.shape[3]
     bpp = (out["y_bits"] + out["z_bits"]) / pixels
@@ -194,7 +196,7 @@ def train_rd(photos: list[np.ndarray], cfg: RDConfig, run: Path, init: dict[str,
             torch.manual_seed(cfg.seed * 1_000_003 + step)
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            loss, stats = rd_loss(model, x, q, forward, rate_weight(cfg, step))
+            loss, stats = rd_loss(model, x, q, forward, rate_weight(cfg, step), cfg.mean_shift)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
