@@ -126,7 +126,8 @@ def photo_latents(images: np.ndarray, m: LoadedModel, quality: int, effort: int 
         from .codec.hyperprior import refine_latents
 
         ty, tz = refine_latents(m.codec, torch.from_numpy(to_unit(x)), torch.from_numpy(q), torch.from_numpy(y),
-                                torch.from_numpy(z).clamp(-Z_SUPPORT, Z_SUPPORT), effort)
+                                torch.from_numpy(z).clamp(-Z_SUPPORT, Z_SUPPORT), effort,
+                                mean_shift=photo_versions(m)[0] == container.SHIFTED_CHECKERBOARD_VERSION)
         y, z = ty.numpy(), tz.numpy()
     return y, np.clip(np.round(z), -Z_SUPPORT, Z_SUPPORT).astype(np.int64)
 
@@ -522,15 +523,22 @@ def _grid(f: container.VqzFile, m: LoadedModel) -> tuple[int, int, int]:
     return m.config.levels_for(h.quality), rows, cols
 
 
-def _open(data: bytes, model: LoadedModel | str | None,
-          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[container.VqzFile, LoadedModel]:
+def _open(data: bytes, model: LoadedModel | str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+          found: dict[int, LoadedModel] | None = None) -> tuple[container.VqzFile, LoadedModel]:
     """Parse and check a file before anything is allocated for its image: its size against the limits
     (before the model is even loaded), its checksum, and its claimed token grid against what its
     payload can hold (the coder's min_payload_bits), so a few bytes cannot make the decoder work
-    or allocate without bound."""
+    or allocate without bound. `found`: the models of the batch's files so far, by id (filled in)."""
     header, _ = container.parse_header(data)
     container.check_pixels(header.width, header.height, max_pixels)
-    m = _model(model) if model is not None else load_model(find_by_id(header.model_id))
+    if model is not None:
+        m = _model(model)
+    elif found is not None and header.model_id in found:
+        m = found[header.model_id]
+    else:
+        m = load_model(find_by_id(header.model_id))
+        if found is not None:
+            found[header.model_id] = m
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
     if (header.version in container.PHOTO_VERSIONS) != m.is_hyperprior or (
@@ -547,6 +555,13 @@ def _open(data: bytes, model: LoadedModel | str | None,
                           f"({levels * h * w:,} tokens), which takes at least {need:,} payload bytes; the file "
                           f"has {len(f.payload):,}")
     return f, m
+
+
+def _open_all(datas: list[bytes], model: LoadedModel | str | None,
+              max_pixels: int) -> list[tuple[container.VqzFile, LoadedModel]]:
+    """_open of each file, finding each model id's model once per batch (not once per file)."""
+    found: dict[int, LoadedModel] = {}
+    return [_open(d, model, max_pixels, found) for d in datas]
 
 
 def _alpha(f: container.VqzFile) -> np.ndarray | None:
@@ -599,7 +614,7 @@ def file_tokens(data: bytes, model: LoadedModel | str | None = None, max_pixels:
 def decode_batch(datas: list[bytes], model: LoadedModel | str | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
     """.vqz files -> RGB uint8 arrays (H, W, 3), whatever their stored colour mode."""
-    return _decode([_open(d, model, max_pixels) for d in datas])
+    return _decode(_open_all(datas, model, max_pixels))
 
 
 def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None,
@@ -608,7 +623,7 @@ def decompress_images(datas: list[bytes], model: LoadedModel | str | None = None
     profile and EXIF the file keeps in `img.info["icc_profile"]` and `img.info["exif"]`. Files over
     the limits (`max_pixels`, or a header claiming more than its payload holds) are refused before
     anything is allocated for them."""
-    files = [_open(d, model, max_pixels) for d in datas]
+    files = _open_all(datas, model, max_pixels)
     images = []
     for (f, _), rgb in zip(files, _decode(files)):
         img = Image.fromarray(rgb, "RGB")

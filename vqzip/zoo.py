@@ -111,17 +111,27 @@ def _ids_in(d: Path, names: tuple[str, ...]) -> dict[int, Path]:
     return ids
 
 
-def _claiming(d: Path, mid: int) -> list[Path]:
-    """The weights files in folder `d` whose model card names id `mid`: checked first, so that decoding
-    hashes one model, not every installed one (about 150 MB, 0.13 s a process here)."""
-    claims = []
+@lru_cache(maxsize=32)
+def _claims_in(d: Path, names: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Model id (as its card writes it) -> the weights files in folder `d` whose card names it, while
+    `d` holds the files `names`: read once, not for every file a batch decodes (17 cards cost 2.5 ms)."""
+    claims: dict[str, list[Path]] = {}
     for p in _model_files(d):
         try:
-            if read_card(p).get("model_id") == f"{mid:04x}":
-                claims.append(p.resolve())
+            claimed = read_card(p).get("model_id")
         except (OSError, ValueError, AttributeError):
-            continue  # no card, or not one: the full search below still finds the model
+            continue  # no card, or not one: the full search in find_by_id still finds the model
+        if isinstance(claimed, str):
+            claims.setdefault(claimed, []).append(p.resolve())
     return claims
+
+
+def _claiming(d: Path, mid: int) -> list[Path]:
+    """The weights files in folder `d` whose model card names id `mid`: checked first, so that decoding
+    hashes one model, not every installed one (about 150 MB, 0.13 s a process here). A claim is
+    only a hint (find_by_id checks the digest), so a card edited since it was read costs a search,
+    never a wrong model."""
+    return _claims_in(d, tuple(sorted(os.listdir(d)))).get(f"{mid:04x}", [])
 
 
 def find_by_id(mid: int) -> Path:
