@@ -4,7 +4,7 @@ the PNGs of any --data folder) at the reference's qualities 1, 4 and 8 or --qual
 matching ones, when it has qualities added below).
 
     python benchmarks/checkpoint_vs_model.py ~/.cache/vqzip/runs/photo-cc/checkpoint.pt [--ref photo-hp] [--every 6]
-        [--qualities 1 4 8 9]
+        [--qualities 1 4 8 9] [--mean-shift]
 
 Why: the card's real-file measurement of every quality takes minutes; this takes one, on one thread,
 so the curve can be followed while the run trains. Prints; writes nothing.
@@ -24,7 +24,7 @@ from vqzip.codec.config import PhotoConfig
 from vqzip.codec.hyperprior import PhotoCodec, coded_cost
 
 
-def measure(model: PhotoCodec, q: int, files: list[Path]) -> tuple[float, float, float]:
+def measure(model: PhotoCodec, q: int, files: list[Path], mean_shift: bool) -> tuple[float, float, float]:
     """(bpp, PSNR, bpp + lambda * 255^2 * MSE), means over the images."""
     bpp = mse = 0.0
     for f in files:
@@ -33,7 +33,7 @@ def measure(model: PhotoCodec, q: int, files: list[Path]) -> tuple[float, float,
         with torch.no_grad():
             qq = torch.tensor([q])
             y = model.analysis(x, qq)
-            cost, t = coded_cost(model, x, qq, y, model.h_a(y))
+            cost, t = coded_cost(model, x, qq, y, model.h_a(y), mean_shift)
         lam = model.config.lambdas[q] * 255**2
         bpp += float(cost - t["distortion"]) / len(files)
         mse += float(t["distortion"] / lam) / len(files)
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--ref", default="photo-hp")
     ap.add_argument("--every", type=int, default=6, help="every n-th image (6: 4 of Kodak's)")
     ap.add_argument("--qualities", type=int, nargs="+", default=[1, 4, 8], help="the reference's qualities")
+    ap.add_argument("--mean-shift", action="store_true", help="round both as format version 9 codes: round(y - mean) + mean")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("VQZIP_DATA", "../shared/data")) / "kodak")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -58,8 +59,8 @@ def main() -> None:
     files = sorted(a.data.glob("*.png"))[:: a.every]
     print(f"step {ck['step']}, {len(files)} images of {a.data}")
     for q in (q - 1 for q in a.qualities):
-        b1, p1, l1 = measure(model, q + shift, files)
-        b0, p0, l0 = measure(ref, q, files)
+        b1, p1, l1 = measure(model, q + shift, files, a.mean_shift)
+        b0, p0, l0 = measure(ref, q, files, a.mean_shift)
         print(f"{a.ref} q{q + 1} (lambda {ref.config.lambdas[q]}): checkpoint {b1:.4f} bpp {p1:.2f} dB, "
               f"{a.ref} {b0:.4f} bpp {p0:.2f} dB, RD loss {100 * (l1 / l0 - 1):+.2f} %", flush=True)
 

@@ -717,6 +717,34 @@ def test_api_writes_version_9_for_a_checkerboard_model(tmp_path: Path, monkeypat
         assert (api.file_tokens(file) == tokens[0]).all()
 
 
+def test_effort_prices_a_version_9_models_tokens_as_it_codes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a model that writes version 9, --effort refines the latents under mean-shifted rounding (what
+    the file will code): the refined latents never cost more than the plain ones priced that way, and
+    the file holds them."""
+    from PIL import Image
+
+    from vqzip import api, zoo
+    from vqzip.codec.hyperprior import coded_cost
+    from vqzip.training.rd import coder_tensors
+
+    model, _ = _checkered()
+    zoo.save_photo_model(tmp_path / "checkered.safetensors", model, coder_tensors(model))
+    (tmp_path / "checkered.json").write_text('{"kind": "hyperprior", "default_quality": 1}')
+    monkeypatch.setenv("VQZIP_MODELS", str(tmp_path))
+    m = zoo.load_model("checkered")
+    img = _image(64, 64)
+    (y0, z0), (y1, z1) = api.photo_latents(img[None], m, 2), api.photo_latents(img[None], m, 2, effort=5)
+    assert not np.array_equal(y0, y1)
+    x, q = torch.from_numpy(api.to_unit(api._pad(img[None], m.stride))), torch.tensor([1])
+    with torch.no_grad():
+        costs = [coded_cost(m.codec, x, q, torch.from_numpy(y).float(), torch.from_numpy(z).float(), mean_shift=True)[0]
+                 for y, z in ((y0, z0), (y1, z1))]
+    assert costs[1] <= costs[0]
+    data = api.compress_images([Image.fromarray(img)], m, 2, effort=5)[0].data
+    _, y_hat = api.photo_coder(m, 9).encode_latents(y1, z1)
+    assert np.array_equal(api.file_tokens(data), y_hat[0])
+
+
 def test_mean_shifted_latents_round_trip_with_escapes_across_batches() -> None:
     """A mean-shifted coder's payloads decode to the latents it reported, far latents (escapes) and
     clipped offsets included, and a batch codes each image as it codes alone."""

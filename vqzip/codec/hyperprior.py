@@ -321,6 +321,15 @@ class PhotoCodec(nn.Module):
         mean, log_scale = self.context(y_hat, *self.h_s(z_hat))
         return mean, torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
 
+    def rounded(self, y: Tensor, z_hat: Tensor, mean_shift: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """y's latents rounded (straight through) and every latent's mean and scale: round(y), or with
+        `mean_shift` round(y - mean) + mean group by group, as format version 9 codes (SliceContext.shifted)."""
+        if not mean_shift:
+            y_hat = ste_round(y)
+            return (y_hat, *self.entropy_params(z_hat, y_hat))
+        y_hat, mean, log_scale = self.context.shifted(y, *self.h_s(z_hat))
+        return y_hat, mean, torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+
     def forward(self, x: Tensor, q: Tensor, mean_shift: bool = False) -> dict[str, Tensor]:
         """Training pass: x (B, 3, H, W) in [-0.5, 0.5], q (B,) quality indices 0..Q-1. Returns the
         reconstruction and the bits of each image (y and z; y's also per latent channel, (B, M)), for
@@ -332,12 +341,7 @@ class PhotoCodec(nn.Module):
         y, z = y.float(), z.float()
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_bits = -torch.log2(self.z_density.likelihood(z_noisy)).sum((1, 2, 3))
-        if mean_shift:
-            y_hat, mean, log_scale = self.context.shifted(y, *self.h_s(ste_round(z)))
-            scale = torch.exp2(log_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
-        else:
-            y_hat = ste_round(y)
-            mean, scale = self.entropy_params(ste_round(z), y_hat)
+        y_hat, mean, scale = self.rounded(y, ste_round(z), mean_shift)
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         y_channel_bits = -torch.log2(gaussian_likelihood(y - mean + noise, scale)).sum((2, 3))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu" and native_bf16()):
@@ -346,11 +350,13 @@ class PhotoCodec(nn.Module):
                 "z_bits": z_bits}
 
 
-def coded_cost(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+def coded_cost(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor,
+               mean_shift: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
     """Per image: rate + lambda[q] * 255^2 * MSE of the rounded latents y, z as they will be coded
-    (straight-through, so it has gradients), and the terms refine_latents reuses."""
-    z_hat, y_hat = ste_round(z), ste_round(y)
-    mean, scale = model.entropy_params(z_hat, y_hat)
+    (straight-through, so it has gradients), and the terms refine_latents reuses. `mean_shift`: y
+    rounded as round(y - mean) + mean, as format version 9 codes it (SliceContext.shifted)."""
+    z_hat = ste_round(z)
+    y_hat, mean, scale = model.rounded(y, z_hat, mean_shift)
     z_bits = -torch.log2(model.z_density.likelihood(z_hat)).sum((1, 2, 3))
     y_bits = -torch.log2(gaussian_likelihood(y_hat - mean, scale)).sum((1, 2, 3))
     with inference_precision():
@@ -362,7 +368,7 @@ def coded_cost(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor) ->
 
 
 def refine_latents(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor, steps: int,
-                   lr: float = 0.003, seed: int = 0) -> tuple[Tensor, Tensor]:
+                   lr: float = 0.003, seed: int = 0, mean_shift: bool = False) -> tuple[Tensor, Tensor]:
     """Encoder-side search (after Yang, Bamler & Mandt 2020): `steps` Adam steps on the latents y, z of
     images x (gained, as analysis and h_a give them) to lower this very image's coded_cost through the
     fixed decoder and entropy model; the decoder and format are unchanged.
@@ -370,7 +376,8 @@ def refine_latents(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor
     The gradient comes from training's relaxation (y's rate with uniform noise, seeded so an encode
     is repeatable; distortion through straight-through rounding): the straight-through gradient of
     the rounded rate is biased and made the true cost rise after a few steps. Each image keeps its
-    best iterate by coded_cost, so refining never costs more than not (in the float model's bits)."""
+    best iterate by coded_cost, so refining never costs more than not (in the float model's bits).
+    `mean_shift`: price y as format version 9 codes it (see coded_cost)."""
     noise = torch.Generator().manual_seed(seed)
     y, z = y.detach().clone().requires_grad_(True), z.detach().clone().requires_grad_(True)
     best_y, best_z = y.detach().clone(), z.detach().clone()
@@ -379,7 +386,7 @@ def refine_latents(model: PhotoCodec, x: Tensor, q: Tensor, y: Tensor, z: Tensor
     pixels = x.shape[2] * x.shape[3]
     with torch.enable_grad():
         for step in range(steps + 1):
-            cost, t = coded_cost(model, x, q, y, z)
+            cost, t = coded_cost(model, x, q, y, z, mean_shift)
             better = cost.detach() < best
             best = torch.where(better, cost.detach(), best)
             best_y[better], best_z[better] = y.detach()[better], z.detach()[better]
