@@ -1,6 +1,6 @@
 """Peak memory and time of `vqzip encode` and `vqzip decode` on a 24-megapixel photo (6000 x 4000).
 
-The bar (issue #2): peak resident memory under 4 GB, which tiling (vqzip.api.TILE_PIXELS, PHOTO_TILE)
+The bar (issue #2): peak resident memory under 4 GB, which tiling (vqzip.api.TILE_PIXELS, PHOTO_TILE_PIXELS)
 guarantees. Each command runs as its own process, exactly as a user runs it, and that process's own
 peak RSS is read from its resource usage (os.wait4). The image is synthetic (smooth gradients plus texture), so the script
 needs no data.
