@@ -36,6 +36,25 @@ def work(tmp_path, tiny_env):
 def test_help_and_version(tmp_path):
     assert run("--version", cwd=tmp_path).stdout.decode().startswith("vqzip ")
     assert "encode" in run("--help", cwd=tmp_path).stdout.decode()
+    assert "vqzip decode [OPTIONS]" in run("decode", "--help", cwd=tmp_path).stdout.decode()
+    typo = run("decod", "x.vqz", cwd=tmp_path)
+    assert typo.returncode == 2 and "No such command 'decod'" in typo.stderr.decode()
+
+
+def test_a_command_builds_only_its_own_options(monkeypatch):
+    """`vqzip X` turns only X's signature into options at start-up; `vqzip --version`, `--help` and an
+    unknown name get the whole app."""
+    import vqzip.cli as cli
+
+    built = []
+    real = cli.build_app
+    monkeypatch.setattr(cli, "build_app", lambda names=tuple(cli.COMMANDS): built.append(list(names)) or real(names))
+    for argv, expect in ((["vqzip", "models"], [["models"]]), (["vqzip", "--version"], [])):
+        built.clear()
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as end:
+            cli.main()
+        assert end.value.code == 0 and built == expect
 
 
 def test_encode_decode_info_round_trip(work):
