@@ -68,6 +68,22 @@ def test_batch_equals_single_and_decoding_is_deterministic(model):
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_passes_are_bounded_by_pixels_and_batch(model, monkeypatch):
+    """Same-size images share a network pass up to PASS_PIXELS pixels (at least one image) and `batch`
+    images, encoding and decoding alike (memory grows with a pass; benchmarks/many_photos_memory.py),
+    and the files are the same as when coded one at a time."""
+    assert api.passes(list(range(10)), 300_000) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]  # 1 Mi pixels
+    assert api.passes(list(range(5)), 10 * api.PASS_PIXELS) == [[0], [1], [2], [3], [4]]
+    assert api.passes(list(range(5)), 1, batch=2) == [[0, 1], [2, 3], [4]]
+    imgs = np.stack([rgb(16, 24, s) for s in range(5)])
+    alone = [api.encode_batch(imgs[i: i + 1], model, 2)[0].data for i in range(5)]
+    monkeypatch.setattr(api, "PASS_PIXELS", 2 * 16 * 24)
+    seen, real = [], api.token_images
+    monkeypatch.setattr(api, "token_images", lambda tokens, *a, **k: seen.append(len(tokens)) or real(tokens, *a, **k))
+    assert [e.data for e in api.encode_batch(imgs, model, 2)] == alone
+    assert len(api.decode_batch(alone)) == 5 and seen == [2, 2, 1]
+
+
 def test_tiled_large_image_matches_untiled(model, monkeypatch):
     img = rgb(64, 96)
     whole = api.encode_batch(img[None], model, 2)[0].data

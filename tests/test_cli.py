@@ -359,6 +359,30 @@ def test_verify_checks_without_writing(work):
     assert sorted(p.name for p in work.iterdir()) == before + ["tree"]
 
 
+def test_encode_holds_images_a_few_pixels_at_a_time(work, monkeypatch):
+    """`vqzip encode` of many same-size images holds and codes them in chunks of at most --batch images
+    and, past the first, under api.PASS_PIXELS pixels: a camera folder is not held 64 photos at once."""
+    from typer.testing import CliRunner
+
+    from vqzip import api
+    from vqzip.cli import app
+
+    names = []
+    for i in range(5):
+        names.append(f"p{i}.png")
+        Image.open(work / "img.png").rotate(180 * i).save(work / names[-1])
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(api, "PASS_PIXELS", 1000)  # 20x30 images: two a chunk
+    sizes, real = [], api.compress_images
+    monkeypatch.setattr(api, "compress_images", lambda part, *a, **k: sizes.append(len(part)) or real(part, *a, **k))
+    result = CliRunner().invoke(app, ["encode", *names, "-m", "tiny-rvq", "-q"])
+    assert result.exit_code == 0, result.output
+    assert sizes == [2, 2, 1] and all((work / n.replace(".png", ".vqz")).is_file() for n in names)
+    sizes.clear()
+    assert CliRunner().invoke(app, ["encode", *names, "-m", "tiny-rvq", "-q", "-f", "--batch", "1"]).exit_code == 0
+    assert sizes == [1] * 5
+
+
 def test_info_and_models_as_json(work):
     import json
 

@@ -83,10 +83,15 @@ def encode(
     failed = bytes_in = bytes_out = done = 0
     with reporting(quiet), progress(quiet, len(inputs)) as bar:
         task = bar.add_task("encoding", total=len(inputs))
-        for start in range(0, len(inputs), batch):
-            chunk = list(range(start, min(start + batch, len(inputs))))
-            images, ok = [], []
-            for i in chunk:
+        start = 0
+        while start < len(inputs):
+            # a chunk: up to --batch images, and past the first only while they hold under api.PASS_PIXELS
+            # pixels, so a folder of camera photos is held and coded a few at a time, not 64
+            end, held = start, 0
+            images: list[tuple[Any, int]] = []
+            ok: list[int] = []
+            while end < len(inputs) and len(ok) < batch and (not ok or held < api.PASS_PIXELS):
+                i, end = end, end + 1
                 try:
                     data = read(inputs[i])
                     refuse_clobber(dests[i], force)  # before the work, not only at the write
@@ -96,6 +101,7 @@ def encode(
                     _load_pixels(img, max_pixels)
                     images.append((img, len(data)))
                     ok.append(i)
+                    held += img.width * img.height
                 except UnidentifiedImageError:
                     failed += 1
                     error(f"{inputs[i]}: not an image Pillow can read")
@@ -106,6 +112,7 @@ def encode(
                     failed += 1
                     error(f"{inputs[i]}: {exc}")
             pictures: list[Image.Image] = [img for img, _ in images]
+            chunk, start = range(start, end), end
             if not pictures:
                 bar.advance(task, len(chunk))
                 continue

@@ -101,29 +101,33 @@ def tokens(
     failed = 0
     with reporting(quiet), progress(quiet, len(mine)) as bar:
         task = bar.add_task("tokenizing", total=len(mine))
-        for start in range(0, len(mine), batch):
-            chunk = mine[start: start + batch]
-            if dataset:
-                pixels = [(i, images[i]) for i in chunk]
-            else:
-                pixels = []
-                for i in chunk:
-                    try:
-                        pixels.append((i, _load(files[i])))
-                    except Failure as exc:
-                        failed += 1
-                        error(exc)
+        start = 0
+        while start < len(mine):  # up to --batch images, past the first only while under api.PASS_PIXELS
+            pixels: list[tuple[int, np.ndarray]] = []
+            end, held = start, 0
+            while end < len(mine) and end - start < batch and (not pixels or held < api.PASS_PIXELS):
+                i, end = mine[end], end + 1
+                try:
+                    rgb = images[i] if dataset else _load(files[i])
+                except Failure as exc:
+                    failed += 1
+                    error(exc)
+                    continue
+                pixels.append((i, rgb))
+                held += rgb.shape[0] * rgb.shape[1]
             by_size: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
             for i, rgb in pixels:
                 by_size.setdefault(rgb.shape[:2], []).append((i, rgb))
-            for size, items in by_size.items():
-                grid = api.image_tokens(np.stack([rgb for _, rgb in items]), m, q)
-                acc = groups.setdefault(size, ([], [], []))
-                acc[0].append(tokenset.compact(grid))
-                acc[1].extend(i for i, _ in items)
-                if labels is not None:
-                    acc[2].extend(int(labels[i]) for i, _ in items)
-            bar.advance(task, len(chunk))
+            for size, same in by_size.items():
+                for items in api.passes(same, size[0] * size[1]):
+                    grid = api.image_tokens(np.stack([rgb for _, rgb in items]), m, q)
+                    acc = groups.setdefault(size, ([], [], []))
+                    acc[0].append(tokenset.compact(grid))
+                    acc[1].extend(i for i, _ in items)
+                    if labels is not None:
+                        acc[2].extend(int(labels[i]) for i, _ in items)
+            bar.advance(task, end - start)
+            start = end
     part = tokenset.TokenSet(m.name, m.model_id, q, api.token_info(m, q), names, [
         tokenset.TokenGroup(size, np.concatenate(t), np.asarray(idx, np.int64),
                             np.asarray(lab, np.int64) if labels is not None else None)
@@ -226,9 +230,9 @@ def detokenize(
     with reporting(quiet), progress(quiet, ts.count) as bar:
         task = bar.add_task("decoding", total=ts.count)
         for g in ts.groups:
-            for start in range(0, len(g.index), batch):
-                grid = np.asarray(g.tokens[start: start + batch], dtype=np.int64)
-                for i, rgb in zip(g.index[start: start + batch], api.token_images(grid, m, *g.size, quality=ts.quality)):
+            for run in api.passes(range(len(g.index)), g.size[0] * g.size[1], batch):
+                grid = np.asarray(g.tokens[run[0]: run[-1] + 1], dtype=np.int64)
+                for i, rgb in zip(g.index[run[0]: run[-1] + 1], api.token_images(grid, m, *g.size, quality=ts.quality)):
                     try:
                         target = _image_path(out_dir, ts.names[int(i)])
                         make_parent(target)
