@@ -195,7 +195,8 @@ def _zlib_zeros(n: int) -> bytes:
 def _mutate_field(rng: random.Random, f: dict[str, bytes], corpus: list[bytes], ids: list[int]) -> str:
     name = rng.choice(("version", "id", "width", "height", "flags", "alpha", "payload", "payload", "size", "metadata"))
     if name == "version":
-        f["version"] = bytes([rng.choice((0, 1, 2, 3, 4, 255, rng.randrange(256), f["version"][0] ^ container.METADATA_BIT))])
+        f["version"] = bytes([rng.choice((0, *container.VERSIONS, max(container.VERSIONS) + 1, 255, rng.randrange(256),
+                                          f["version"][0] ^ container.METADATA_BIT))])  # every version read, and the next
     elif name == "metadata":  # the section (after the alpha one), and the version byte's bit that announces it
         choice = rng.random()
         if choice < 0.3:
