@@ -3,6 +3,7 @@ input over 2 s and none over 1 GB. The long run is benchmarks/fuzz_decoder.py.""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -74,6 +75,24 @@ def test_inputs_run_one_model_after_another(corpus, monkeypatch):
     stats, left = fuzz.run_inputs(mutator, 3, range(10, 30), lambda data: None)
     assert stats.inputs == 1 and len(stats.big) == 1
     assert sorted(left + [stats.big[0]["index"]]) == list(range(10, 30))
+
+
+def test_each_inputs_peak_is_its_own(corpus, monkeypatch):
+    """A worker keeps one model loaded at a time and measures each input's peak memory from that
+    input's start: what the worker met before (other models, freed buffers) is not counted."""
+    import numpy as np
+
+    zoo._load.cache_clear()
+    mutator = fuzz.Mutator(corpus, fuzz.checksum_keys())
+    stats, _ = fuzz.run_inputs(mutator, 3, range(300))
+    assert len({fuzz._model_order(mutator.input(3, i)[0])[:2] for i in range(300)}) > 2
+    assert zoo._load.cache_info().currsize <= 1
+    block = np.ones(300 << 17)  # 300 MB, touched, then freed
+    before = fuzz._rss_mb()
+    del block
+    fuzz._start_peak()
+    if sys.platform == "linux":  # elsewhere the peak is the process's whole peak
+        assert fuzz._rss_mb() < before - 200
 
 
 def test_short_run_no_crash_none_slow_none_big(corpus, tmp_path):

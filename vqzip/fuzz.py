@@ -13,9 +13,11 @@ state file.
 
 Each input goes through vqzip.api.decompress, the path `vqzip decode` takes, with the default limits,
 and is classed: `ok` (decoded), `refused` (a VqzipError: one line in the CLI), `crash` (any other
-exception), `slow` (over SLOW_S seconds), `big` (its worker's peak resident memory, ru_maxrss, over
-BIG_MB after it; a worker that passes it is replaced, so each crossing names its input). Inputs run
-in worker processes (multiprocessing, spawned), one thread each.
+exception), `slow` (over SLOW_S seconds), `big` (its worker's peak resident memory while it ran, over
+BIG_MB; a worker that passes it is replaced, so each crossing names its input). Inputs run in worker
+processes (multiprocessing, spawned), one thread each, grouped by the model their header names; a
+worker keeps one model loaded at a time and measures each input's peak from that input's start
+(_start_peak), so the peak is the input's own plus one model's, not every model's the worker met.
 
     python benchmarks/fuzz_decoder.py --inputs 1000000 --workers 2 --state /tmp/fuzz-state.json
 
@@ -23,6 +25,7 @@ Nothing on the encode and decode path imports this module.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import multiprocessing as mp
@@ -366,6 +369,16 @@ _WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)  # Linux: the pr
 # summing every thread's times (RUSAGE_SELF costs up to a millisecond with torch's thread pool about)
 
 
+def _start_peak() -> None:
+    """Reset this process's peak resident memory (VmHWM) to what it holds now (Linux 4.0+; elsewhere the
+    peak stays the process's whole peak), so the next _rss_mb() is the peak since this call."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _rss_mb() -> float:
     """This process's peak resident memory so far, in MB: VmHWM where Linux gives it (the peak of this
     address space alone), else ru_maxrss (which a child keeps from its parent across fork and exec, so
@@ -381,9 +394,9 @@ def _rss_mb() -> float:
 
 
 def _model_order(data: bytes) -> bytes:
-    """Inputs sorted by this key (version byte and model id) decode one model after another, so a
-    worker reloads each model about once a chunk instead of at every other input (zoo keeps 8)."""
-    return data[2:5] if len(data) >= 5 else b""
+    """Inputs sorted by this key (model id, then version byte) decode one model after another, so a
+    worker loads each model about once a chunk and keeps one at a time."""
+    return data[3:5] + data[2:3] if len(data) >= 5 else b""
 
 
 def run_inputs(mutator: Mutator, seed: int, indices: Sequence[int],
@@ -391,15 +404,21 @@ def run_inputs(mutator: Mutator, seed: int, indices: Sequence[int],
     """Run the inputs of `indices`, grouped by the model their header names; returns their stats and
     the indices not run: none, or those left when an input took this process's peak memory over BIG_MB
     (its caller starts a fresh process for them). An input's outcome does not depend on the order."""
-    from . import api
+    from . import api, zoo
     from .errors import VqzipError
 
     decode = decode or api.decompress
     stats = Stats()
     inputs = sorted(((index, *mutator.input(seed, index)) for index in indices), key=lambda t: _model_order(t[1]))
     previous = signal.signal(signal.SIGALRM, _alarm)
+    model = b""
     try:
         for done, (index, data, ops) in enumerate(inputs, 1):
+            if _model_order(data)[:2] != model:  # another model: drop the last one (and its runtime's arenas)
+                model = _model_order(data)[:2]
+                zoo._load.cache_clear()
+                gc.collect()
+            _start_peak()
             outcome, detail = "ok", ""
             signal.alarm(HANG_S)
             t0, c0 = time.perf_counter(), time.thread_time()
