@@ -88,7 +88,7 @@ class OnnxNets:
                 options.intra_op_num_threads = _threads
             options.inter_op_num_threads = 1
             # no memory pattern: ORT plans and keeps one arena block per input shape it has seen, and a
-            # tiled photo's edge tiles have other shapes (a 1500x1000 decode peaked at 1.5 GB, 1.1 GB without)
+            # tiled photo's edge tiles have other shapes (benchmarks/many_photos_memory.py, memory_24mp.py)
             options.enable_mem_pattern = False
             # no spinning after a run: the range coder and numpy run next on the same cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
