@@ -8,7 +8,8 @@ the old ones and the reference codecs, without running anything again.
 
 Each codec's curve comes from the first run (in the order given) that has it. With --against REF, also
 the BD-rate of every vqzip curve against REF over their shared PSNR range, and with --up-to DB over that
-range cut at DB (curves that reach different heights, compared over the same range), written to --json:
+range cut at DB (curves that reach different heights, compared over the same range), written to --json
+with each point's rate against REF's at the same PSNR (per_point):
 
     python benchmarks/rd_compare.py benchmarks/results/kodak-auto/results.json \
         benchmarks/results/kodak-photo-cbr128-v7/results.json benchmarks/results/kodak-small-cbr/results.json \
@@ -21,6 +22,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from vqzip.bench.metrics import bd_rate
 from vqzip.bench.report import plot_rd
@@ -42,8 +45,21 @@ def bd_table(points: list[dict], against: str, up_to: float | None) -> list[dict
                "bd_rate_percent": bd_rate(*ref, *test)}
         if up_to is not None:
             row[f"bd_rate_percent_up_to_{up_to:g}_db"] = bd_rate(*ref, *test, up_to=up_to)
+        row["per_point"] = [{"bpp": b, "psnr": p, "reference_bpp": rate_at(ref, p),
+                             "percent": None if rate_at(ref, p) is None else 100 * (b / rate_at(ref, p) - 1)}
+                            for b, p in zip(*test)]
         out.append(row)
     return out
+
+
+def rate_at(curve: tuple[list[float], list[float]], psnr: float) -> float | None:
+    """The bits per pixel a (bpp, PSNR) curve needs for `psnr`, linear in log-rate between its two
+    points around it (None outside its range): where on the curve one point of another codec wins or loses."""
+    pts = sorted(zip(curve[1], curve[0]))
+    for (p0, b0), (p1, b1) in zip(pts, pts[1:]):
+        if p0 <= psnr <= p1:
+            return float(np.exp(np.log(b0) + (psnr - p0) / (p1 - p0) * (np.log(b1) - np.log(b0))))
+    return None
 
 
 def main() -> None:
@@ -70,7 +86,7 @@ def main() -> None:
     if a.against is not None:
         table = bd_table(points, a.against, a.up_to)
         for row in table:
-            print(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            print(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "per_point"))
         if a.json is not None:
             command = "python benchmarks/rd_compare.py " + " ".join(sys.argv[1:])
             a.json.write_text(json.dumps({"command": command, "bd_rates": table}, indent=2) + "\n")
