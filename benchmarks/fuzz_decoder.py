@@ -39,9 +39,9 @@ def summary(state: dict, args: argparse.Namespace) -> dict:
                     "python": platform.python_version()},
         "note": "each input: vqzip.api.decompress with the default limits, in spawned worker processes of one thread "
                 "each (torch, ONNX Runtime and numpy's BLAS); crash = any exception that is not a VqzipError; "
-                "over_2_s = wall clock (cpu_s beside it: the worker's own CPU time); over_1_gb = inputs after which "
-                "the worker's peak resident memory (VmHWM: its interpreter, torch, numpy and every model it has "
-                "loaded, up to 8) passed 1 GB",
+                "over_2_s = wall clock (cpu_s beside it: the worker's own CPU time); over_1_gb = inputs whose worker's "
+                "peak resident memory while they ran (VmHWM reset at each input's start: its interpreter, numpy, "
+                "ONNX Runtime and the one model it keeps loaded, included) passed 1 GB",
         "crash_list": stats["crashes"][:20], "slow_list": stats["slow"][:20], "big_list": stats["big"][:20],
         "refusals": stats["refusals"],
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),

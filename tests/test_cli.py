@@ -383,6 +383,35 @@ def test_encode_holds_images_a_few_pixels_at_a_time(work, monkeypatch):
     assert sizes == [1] * 5
 
 
+def test_decode_decodes_files_together_and_names_each_refusal(work, monkeypatch):
+    """`vqzip decode` of many files decodes them a chunk at a time (same-size files share network passes;
+    --batch and api.PASS_PIXELS bound a chunk), and a refused file still gets its own one-line error
+    while the others of its chunk are written."""
+    from typer.testing import CliRunner
+
+    from vqzip import api
+    from vqzip.cli import app
+
+    names = []
+    for i in range(5):
+        Image.open(work / "img.png").rotate(180 * i).save(work / f"p{i}.png")
+        names.append(f"p{i}.vqz")
+    monkeypatch.chdir(work)
+    assert CliRunner().invoke(app, ["encode", *[n.replace(".vqz", ".png") for n in names], "-m", "tiny-rvq", "-q"]).exit_code == 0
+    expected = {n: np.asarray(api.decompress((work / n).read_bytes())) for n in names}
+    data = bytearray((work / "p2.vqz").read_bytes())
+    data[-1] ^= 1  # checksum
+    (work / "p2.vqz").write_bytes(bytes(data))
+    chunks, real = [], api.decompress_images
+    monkeypatch.setattr(api, "decompress_images", lambda datas, *a, **k: chunks.append(len(datas)) or real(datas, *a, **k))
+    result = CliRunner().invoke(app, ["decode", *names, "-O", "out", "--batch", "3"])
+    assert result.exit_code == 1 and chunks == [3, 1, 1, 1, 2]  # the refused chunk again file by file
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["p0.png", "p1.png", "p3.png", "p4.png"]
+    for n in ("p0", "p1", "p3", "p4"):
+        assert np.array_equal(np.asarray(Image.open(work / "out" / f"{n}.png")), expected[f"{n}.vqz"])
+    assert "p2.vqz" in result.output and "checksum" in result.output
+
+
 def test_info_and_models_as_json(work):
     import json
 

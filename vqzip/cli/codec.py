@@ -236,48 +236,88 @@ def decode(
     out_dir: opt.OutDir = None,
     model: Annotated[str | None, opt.model("Decode with this model (default: the one the file names).")] = None,
     max_pixels: opt.MaxPixels = DEFAULT_MAX_PIXELS,
-    recursive: opt.Recursive = False, threads: opt.Threads = None,
+    recursive: opt.Recursive = False, batch: opt.Batch = 64, threads: opt.Threads = None,
     force: opt.Force = False, quiet: opt.Quiet = False, verbose: opt.Verbose = False,
 ) -> None:
     """Decompress .vqz files to images (IMG.vqz -> IMG.png beside it)."""
     from .. import api
+    from ..coding.container import parse_header
 
     inputs, under, skipped = expand(inputs, recursive, vqz_file, out_dir)
     dests = targets(inputs, output, out_dir, ".png", under)
     failed = bytes_in = bytes_out = done = 0
     with reporting(quiet), progress(quiet, len(inputs)) as bar:
         task = bar.add_task("decoding", total=len(inputs))
-        for name, target in zip(inputs, dests):
-            try:
-                data = read(name)
-                refuse_clobber(target, force)
-                img = api.decompress(data, model, max_pixels)
-                fmt = _save_format(target)
-                if fmt is None:
-                    raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
-                buf = io.BytesIO()
-                kept = {k: img.info[k] for k in ("icc_profile", "exif") if img.info.get(k)}  # the file's metadata
+        start = 0
+        while start < len(inputs):
+            # a chunk decoded together: up to --batch files, past the first only while their headers
+            # claim under api.PASS_PIXELS pixels (small images share network passes, photos go one by one)
+            end, held = start, 0
+            ready: list[tuple[int, bytes]] = []
+            while end < len(inputs) and len(ready) < batch and (not ready or held < api.PASS_PIXELS):
+                i, end = end, end + 1
                 try:
-                    (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt, **kept)
-                except (OSError, ValueError, KeyError) as exc:
-                    raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
-                if out_dir is not None:
-                    make_parent(target)
-                emit(target, buf.getvalue(), force)
-            except DiskFull as exc:
-                fail(f"{exc}; stopped: {done} of {len(inputs)} files written")
-            except (Failure, VqzipError) as exc:
-                failed += 1
-                error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
-            else:
-                done += 1
-                bytes_in, bytes_out = bytes_in + len(data), bytes_out + buf.tell()
-                if verbose:
-                    err.print(f"{name} -> {target}: {img.width}x{img.height} {img.mode}")
-            bar.advance(task)
+                    data = read(inputs[i])
+                    refuse_clobber(dests[i], force)
+                    header, _ = parse_header(data)
+                    ready.append((i, data))
+                    held += header.width * header.height
+                except (Failure, VqzipError) as exc:
+                    failed += 1
+                    error(f"{exc if isinstance(exc, Failure) else f'{inputs[i]}: {exc}'}")
+            for i, data, img in _decoded(ready, model, max_pixels):
+                name, target = inputs[i], dests[i]
+                try:
+                    if isinstance(img, VqzipError):
+                        raise img
+                    fmt = _save_format(target)
+                    if fmt is None:
+                        raise Failure(f"{target}: unknown image format {Path(target).suffix!r}; use e.g. .png")
+                    buf = io.BytesIO()
+                    kept = {k: img.info[k] for k in ("icc_profile", "exif") if img.info.get(k)}  # the file's metadata
+                    try:
+                        (img.convert("RGB") if fmt == "JPEG" and img.mode in ("RGBA", "LA") else img).save(buf, format=fmt,
+                                                                                                             **kept)
+                    except (OSError, ValueError, KeyError) as exc:
+                        raise Failure(f"{target}: cannot save as {fmt} ({exc})") from None
+                    if out_dir is not None:
+                        make_parent(target)
+                    emit(target, buf.getvalue(), force)
+                except DiskFull as exc:
+                    fail(f"{exc}; stopped: {done} of {len(inputs)} files written")
+                except (Failure, VqzipError) as exc:
+                    failed += 1
+                    error(f"{exc if isinstance(exc, Failure) else f'{name}: {exc}'}")
+                else:
+                    done += 1
+                    bytes_in, bytes_out = bytes_in + len(data), bytes_out + buf.tell()
+                    if verbose:
+                        err.print(f"{name} -> {target}: {img.width}x{img.height} {img.mode}")
+            bar.advance(task, end - start)
+            start = end
     summary("decoded", done, failed, bytes_in, bytes_out, quiet, skipped)
     if failed:
         raise typer.Exit(1)
+
+
+def _decoded(ready: list[tuple[int, bytes]], model: str | None,
+             max_pixels: int) -> list[tuple[int, bytes, Any]]:
+    """(index, file, image or its VqzipError) of each file: decoded together (same-size files share
+    network passes), or one by one when any of them is refused, so each refusal names its own file."""
+    from .. import api
+
+    try:
+        return [(i, data, img) for (i, data), img in zip(ready, api.decompress_images([d for _, d in ready], model,
+                                                                                         max_pixels))]
+    except VqzipError:
+        pass
+    out: list[tuple[int, bytes, Any]] = []
+    for i, data in ready:
+        try:
+            out.append((i, data, api.decompress(data, model, max_pixels)))
+        except VqzipError as exc:
+            out.append((i, data, exc))
+    return out
 
 
 CODINGS = {1: "static tables", 2: "context prior", 3: "hyperprior", 4: "hyperprior in slices",  # each version's coding
