@@ -246,6 +246,24 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
 
 
+def test_synthesis_graph_upsamples_without_transposed_convolutions(photo_model) -> None:
+    """The exported synthesis computes each 5x5 stride-2 transposed convolution as a 3x3 convolution to
+    4x the channels and a depth-to-space (ONNX Runtime's transposed convolution keeps a column buffer
+    of C_out x 25 x the input positions): the same image as torch's, within float rounding."""
+    import onnx
+
+    from vqzip.runtime import onnx_path
+
+    graph = onnx.load(str(onnx_path(photo_model.path, "synthesis")), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 4
+    y = np.random.default_rng(0).normal(0, 3, (2, TINY.latent, 5, 7)).astype(np.float32)
+    q = np.array([0, 1])
+    with torch.no_grad():
+        expected = photo_model.codec.synthesis(torch.from_numpy(y), torch.from_numpy(q)).numpy()
+    assert np.abs(photo_model.nets.run("synthesis", y_hat=y, q=q) - expected).max() < 1e-4
+
+
 def test_photo_tiles_are_pixels_whatever_the_stride(photo_model, monkeypatch: pytest.MonkeyPatch) -> None:
     """A photo codec's tile is PHOTO_TILE_PIXELS a side at stride 16 and at stride 8 alike (a stride-8
     model ran a Kodak photo in four overlapping tiles, computing 46 % of its positions twice), and an
