@@ -97,6 +97,12 @@ def passes(idx: Sequence[T], pixels: int, batch: int | None = None) -> list[Sequ
     return [idx[s: s + n] for s in range(0, len(idx), n)]
 
 
+def has_room(images: int, pixels: int, batch: int) -> bool:
+    """Whether a chunk of `images` holding `pixels` takes one more image: fewer than `batch`, and past
+    the first only while under PASS_PIXELS (what the CLI reads in before a pass, the rule passes keeps)."""
+    return images < batch and (not images or pixels < PASS_PIXELS)
+
+
 def _photo_tile(m: LoadedModel) -> int:
     """A photo codec's tile side in latent positions: PHOTO_TILE_PIXELS pixels whatever its stride (a
     stride-8 model on a Kodak photo: one tile, not four with 46 % of the positions computed twice)."""
@@ -547,14 +553,10 @@ def _open(data: bytes, model: LoadedModel | str | None, max_pixels: int = DEFAUL
     or allocate without bound. `found`: the models of the batch's files so far, by id (filled in)."""
     header, _ = container.parse_header(data)
     container.check_pixels(header.width, header.height, max_pixels)
-    if model is not None:
-        m = _model(model)
-    elif found is not None and header.model_id in found:
-        m = found[header.model_id]
-    else:
-        m = load_model(find_by_id(header.model_id))
-        if found is not None:
-            found[header.model_id] = m
+    found = {} if found is None else found
+    if model is None and header.model_id not in found:
+        found[header.model_id] = load_model(find_by_id(header.model_id))
+    m = _model(model) if model is not None else found[header.model_id]
     if m.model_id != header.model_id:
         raise ModelNotFound(f"this file was made by model id {header.model_id:04x}, not by {m.name} ({m.model_id:04x})")
     if (header.version in container.PHOTO_VERSIONS) != m.is_hyperprior or (

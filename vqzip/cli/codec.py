@@ -90,7 +90,7 @@ def encode(
             end, held = start, 0
             images: list[tuple[Any, int]] = []
             ok: list[int] = []
-            while end < len(inputs) and len(ok) < batch and (not ok or held < api.PASS_PIXELS):
+            while end < len(inputs) and (api is None or api.has_room(len(ok), held, batch)):
                 i, end = end, end + 1
                 try:
                     data = read(inputs[i])
@@ -254,7 +254,7 @@ def decode(
             # claim under api.PASS_PIXELS pixels (small images share network passes, photos go one by one)
             end, held = start, 0
             ready: list[tuple[int, bytes]] = []
-            while end < len(inputs) and len(ready) < batch and (not ready or held < api.PASS_PIXELS):
+            while end < len(inputs) and api.has_room(len(ready), held, batch):
                 i, end = end, end + 1
                 try:
                     data = read(inputs[i])

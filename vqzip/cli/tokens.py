@@ -105,7 +105,7 @@ def tokens(
         while start < len(mine):  # up to --batch images, past the first only while under api.PASS_PIXELS
             pixels: list[tuple[int, np.ndarray]] = []
             end, held = start, 0
-            while end < len(mine) and end - start < batch and (not pixels or held < api.PASS_PIXELS):
+            while end < len(mine) and end - start < batch and api.has_room(len(pixels), held, batch):
                 i, end = mine[end], end + 1
                 try:
                     rgb = images[i] if dataset else _load(files[i])
