@@ -15,6 +15,10 @@ with each point's rate against REF's at the same PSNR (per_point):
         benchmarks/results/kodak-photo-cbr128-v7/results.json benchmarks/results/kodak-small-cbr/results.json \
         --codecs vqzip:auto vqzip:photo-cbr128 vqzip:small-cbr webp avif jpeg-420 --against webp --up-to 36.37 \
         --out benchmarks/results/kodak-auto/rd-compare.png --json benchmarks/results/kodak-auto/bd-compare.json
+
+--ladder NAME=MODEL:LO-HI,MODEL:LO-HI,... adds a curve vqzip:NAME made of those qualities of those models'
+curves, in that order, numbered from 1: a photo ladder (vqzip.pick) from the runs of its models, whose
+files are the ones `vqzip encode` writes at those rungs, without a run of its own (its times are theirs).
 """
 from __future__ import annotations
 
@@ -62,6 +66,24 @@ def rate_at(curve: tuple[list[float], list[float]], psnr: float) -> float | None
     return None
 
 
+def ladder_points(spec: str, runs: list[dict]) -> list[dict]:
+    """The points of a --ladder curve: NAME=MODEL:LO-HI,... (see the module's docstring)."""
+    name, _, rungs = spec.partition("=")
+    out: list[dict] = []
+    for part in rungs.split(","):
+        model, _, span = part.rpartition(":")
+        lo, _, hi = span.partition("-")
+        codec = f"vqzip:{model}"
+        owner = next((r for r in runs if any(p["codec"] == codec for p in r["points"])), None)
+        if owner is None or not name or not lo.isdigit() or not hi.isdigit():
+            raise SystemExit(f"error: --ladder {spec!r}: no run has {codec}, or not NAME=MODEL:LO-HI,...")
+        rows = sorted((p for p in owner["points"] if p["codec"] == codec and int(lo) <= p["quality"] <= int(hi)),
+                      key=lambda p: p["quality"])
+        out += [{**p, "codec": f"vqzip:{name}", "quality": len(out) + i + 1, "rung": f"{model} {p['quality']}"}
+                for i, p in enumerate(rows)]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="+", help="results.json of bench runs on one data set")
@@ -70,12 +92,18 @@ def main() -> None:
     ap.add_argument("--against", default=None, help="a reference curve: BD-rates of the vqzip curves against it")
     ap.add_argument("--up-to", type=float, default=None, help="also over the shared range cut at this PSNR")
     ap.add_argument("--json", type=Path, default=None, help="where to write the BD-rates (with --against)")
+    ap.add_argument("--ladder", default=None, metavar="NAME=MODEL:LO-HI,...",
+                    help="also the curve vqzip:NAME of these models' qualities (list it in --codecs to draw it)")
     a = ap.parse_args()
     runs = [json.loads(p.read_text()) for p in a.runs]
     if len({r["meta"]["dataset"] for r in runs}) > 1 or len({r["meta"]["n_images"] for r in runs}) > 1:
         raise SystemExit("error: the runs are not on the same data set and number of images")
     points = []
+    made = ladder_points(a.ladder, runs) if a.ladder else []
     for codec in a.codecs:
+        if made and codec == made[0]["codec"]:
+            points += made
+            continue
         owner = next((r for r in runs if any(p["codec"] == codec for p in r["points"])), None)
         if owner is None:
             raise SystemExit(f"error: no run has {codec}")

@@ -107,14 +107,15 @@ def test_integer_hyper_synthesis_is_exact_across_threads_and_batches(tiny: tuple
         "from vqzip.coding import gaussian\n"
         "hs = IntegerHyperSynthesis({k: d[k] for k in d.files if k != 'z'})\n"
         "out = []\n"
-        "for grid in (gaussian.SMALL_GRID, 0):  # taps inside the grid, then shifted taps\n"
-        "    gaussian.SMALL_GRID = grid\n"
+        "# taps inside the grid, then shifted taps, then the last layer one output channel at a time\n"
+        "for grid, floats in ((gaussian.SMALL_GRID, gaussian.OUTPUT_FLOATS), (0, gaussian.OUTPUT_FLOATS), (0, 1)):\n"
+        "    gaussian.SMALL_GRID, gaussian.OUTPUT_FLOATS = grid, floats\n"
         "    out += [np.concatenate(hs(d['z'][i:i + batch]), 1) for i in range(0, len(d['z']), batch)]\n"
         "np.save(sys.argv[4], np.concatenate(out))\n")
     results = _in_fresh_processes(script, z=z, **{k[3:]: v for k, v in _hs_tensors(model).items()})
-    assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
+    assert results[0].dtype == np.int32 and (results[0] == results[1]).all()
     direct = np.concatenate(coder.hs(z), 1)
-    assert (np.concatenate([direct, direct]) == results[0]).all()
+    assert (np.concatenate([direct, direct, direct]) == results[0]).all()
 
 
 def test_hyper_synthesis_gives_the_same_integers_in_whole_images_or_in_rows(
@@ -480,17 +481,18 @@ def test_effort_refines_tokens_for_the_same_decoder(photo_model) -> None:
 
 def test_photos_climb_the_shipped_ladder_and_small_images_do_not() -> None:
     """Without -m, an image from PHOTO_MIN_SIDE up climbs PHOTO_LADDER (the shipped photo codec, then
-    the small-image model: the rungs benchmarks/photo_ladder.py measured), its default rung the photo
+    the high-rate one: the rungs benchmarks/photo_ladder.py measured), its default rung the photo
     codec's default quality; a smaller one the small-image model's qualities."""
     from vqzip import pick
 
-    photo, small = zoo.load_model(zoo.DEFAULT_PHOTO_MODEL), zoo.load_model(zoo.DEFAULT_MODEL)
+    photo, high = zoo.load_model(zoo.DEFAULT_PHOTO_MODEL), zoo.load_model(zoo.HIGH_RATE_PHOTO_MODEL)
+    small = zoo.load_model(zoo.DEFAULT_MODEL)
     assert pick.pick(768, 512) == (photo.name, photo.default_quality)
     assert pick.PHOTO_LADDER[pick.PHOTO_DEFAULT - 1] == (photo.name, photo.default_quality)
-    for m in (photo, small):  # each model's rungs: its own qualities, rising
+    for m in (photo, high):  # each model's rungs: its own qualities, rising
         qualities = [q for name, q in pick.PHOTO_LADDER if name == m.name]
         assert qualities == sorted(set(qualities)) and 1 <= qualities[0] and qualities[-1] <= m.qualities
-    assert pick.PHOTO_LADDER[0][0] == photo.name and pick.PHOTO_LADDER[-1] == (small.name, small.qualities)
+    assert pick.PHOTO_LADDER[0][0] == photo.name and pick.PHOTO_LADDER[-1] == (high.name, high.qualities)
     assert pick.pick(512, pick.PHOTO_MIN_SIDE - 1) == (small.name, small.default_quality)
     assert pick.ladder(512, pick.PHOTO_MIN_SIDE - 1)[0] == tuple((small.name, q) for q in range(1, small.qualities + 1))
     assert f"qualities 1-{len(pick.PHOTO_LADDER)}: {photo.name} 1-" in pick.describe()  # what `vqzip models` prints
@@ -678,7 +680,7 @@ def test_integer_slice_context_follows_the_float_network_and_is_exact_across_thr
     model, coder = _sliced()
     y, mean, log_scale = _context_inputs(model, coder, lambda s, m, ls, y: coder.context(s, m, ls, y))
     results = _integer_context_in_fresh_processes(model, "__call__", 2, y=y, mean=mean, log_scale=log_scale)
-    assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
+    assert results[0].dtype == np.int32 and (results[0] == results[1]).all()
     assert (np.concatenate(coder.context(2, mean, log_scale, y), 1) == results[0]).all()
 
 
@@ -720,7 +722,7 @@ def test_integer_checkerboard_follows_the_float_network_and_is_exact_across_thre
         s, *coder.context(s, m, ls, y), y[:, 4 * s: 4 * s + 4]))
     m1, ls1 = coder.context(1, mean, log_scale, y)
     results = _integer_context_in_fresh_processes(model, "spatial", 1, y=y[:, 4:8], mean=m1, log_scale=ls1)
-    assert results[0].dtype == np.int64 and (results[0] == results[1]).all()
+    assert results[0].dtype == np.int32 and (results[0] == results[1]).all()
     assert (np.concatenate(coder.context.spatial(1, m1, ls1, y[:, 4:8]), 1) == results[0]).all()
 
 

@@ -3,8 +3,8 @@
 Each image gets a ladder of rungs, (model, that model's quality), lowest rate first; -Q picks a rung
 and --size / --bpp / --psnr search the rungs. Small images climb the small-image model's own
 qualities. Photos, from PHOTO_MIN_SIDE pixels on their short side, climb PHOTO_LADDER: the photo
-codec's qualities at low rates, then the small-image model's at high rates, where its finer token grid
-(a token per 8x8 pixels against 16x16) needs fewer bits for the same PSNR even on full-size photos.
+codec's qualities at low rates, then the high-rate photo codec's (zoo.HIGH_RATE_PHOTO_MODEL), whose finer
+token grid (a token per 8x8 pixels against 16x16) needs fewer bits for the same PSNR there.
 Both rules are measurements: benchmarks/pick_model.py (the size), benchmarks/photo_ladder.py (the rungs).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .errors import VqzipError
-from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, TOKEN_MODEL, available_models, load_model
+from .zoo import DEFAULT_MODEL, DEFAULT_PHOTO_MODEL, HIGH_RATE_PHOTO_MODEL, TOKEN_MODEL, available_models, load_model
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -29,12 +29,13 @@ K = TypeVar("K")
 # Against small-cb3 it needs 5.4 % more at 256 px and 1.1 % more at 384 (pick_model-small-cb3.json), but
 # small-cb3's lowest rate is 0.4 bits per pixel there and photo-cbr128's 0.14: the rule stays (README).
 PHOTO_MIN_SIDE = 256
-# On 32 training photos (cbsd68, 481x321) small-cbr reaches more PSNR than photo-cbr128 at the rate of
-# photo-cbr128's quality 7 (34.48 against 34.20 dB at 1.39 bpp) and above, less below: photo-cbr128's
-# qualities 1-6, then small-cbr's 4-10 (benchmarks/photo_ladder.py, results/photo_ladder.json).
+# On 32 training photos (cbsd68, 481x321) photo-s8 (stride 8) reaches more PSNR than photo-cbr128 at the
+# rate of photo-cbr128's quality 7 (1.39 bpp) and above, less below: photo-cbr128's qualities 1-6, then
+# photo-s8's 2-8, those above photo-cbr128's quality 6 (benchmarks/photo_ladder.py,
+# results/photo_ladder-photo-s8.json; small-cbr's 4-10 before photo-s8: results/photo_ladder.json).
 # Empty: every image climbs the small-image model's qualities.
 PHOTO_LADDER: tuple[Rung, ...] = tuple((DEFAULT_PHOTO_MODEL, q) for q in range(1, 7)) + \
-    tuple((DEFAULT_MODEL, q) for q in range(4, 11))
+    tuple((HIGH_RATE_PHOTO_MODEL, q) for q in range(2, 9))
 PHOTO_DEFAULT = 5  # the rung -Q defaults to for photos: photo-cbr128's default quality, as before the ladder
 
 

@@ -21,9 +21,10 @@ from typing import Any
 
 from .errors import ModelNotFound
 
-DEFAULT_MODEL = "small-cbr"  # small images and the top of the photo ladder (vqzip.pick), and the model load_model(None) gives
+DEFAULT_MODEL = "small-cbr"  # small images (vqzip.pick), and the model load_model(None) gives
 TOKEN_MODEL = "cifar10-rvq"  # what --prior static|context without -m codes with: a token model has such tables
 DEFAULT_PHOTO_MODEL = "photo-cbr128"  # the photo ladder's low rungs (vqzip.pick)
+HIGH_RATE_PHOTO_MODEL = "photo-s8"  # the photo ladder's high rungs (vqzip.pick)
 SUFFIX = ".safetensors"
 PRIOR_SUFFIX = ".prior.safetensors"
 

@@ -305,7 +305,7 @@ def _train_hyperprior(datasets: list[str], out: Path, run: Path | None, steps: i
             fail(one_line(exc))
     entropy = "mean-scale hyperprior" + (f", {config.slices} channel-conditional slices" if config.slices > 1 else "") + (
         " in checkerboard halves" if config.checkerboard else "")
-    kind = "photo" if config.downsamples == 4 else "small-image"  # stride 16, or 8 and finer
+    kind = "small-image" if thumbnails or "cifar10" in datasets else "photo"  # by what it learned from, not its stride
     card: dict[str, Any] = {"summary": f"rate-distortion {kind} codec ({entropy}, {cfg.codec.qualities} "
                                        "qualities by gain vectors)",
                             "data": source, "test_data": test_source, "steps": steps, "batch_size": batch_size,

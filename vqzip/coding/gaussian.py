@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ TABLE_TOTAL = 1 << 16  # frequencies of a table sum to about this; every entry >
 ESCAPE_BITS = 17  # Exp-Golomb prefix: 0..16 bits follow
 ROWS_PER_CHUNK = 1 << 15  # positions per float64 product: bounds memory on large images
 CHUNK_FLOATS = 1 << 23  # and at most this many floats per product's operand or result (64 MB), for wide layers
+OUTPUT_FLOATS = 1 << 24  # a stack's last layer computes at most this many outputs (128 MB of float64) at a time
 SMALL_GRID = 256  # grids of at most this many positions take conv3x3's taps (batches of small images); larger, shifted taps
 TABLE_ROWS = 1 << 20  # floats of per-token table rows one coder call may take (8 MB)
 BLOCKS_PER_CHUNK = 1024  # blocks (PhotoConfig.prior_block) whose entropy parameters the encoder derives at once
@@ -190,17 +191,26 @@ class IntegerConvStack:
         return self.layers[-1][0].shape[2]
 
     def run(self, a: np.ndarray) -> np.ndarray:
-        """Fixed-point input (B, C, H, W) -> fixed-point output (B, C', H', W'), clipped to +-ACT_LIMIT."""
+        """Fixed-point input (B, C, H, W) -> fixed-point output (B, C', H', W') as int32, clipped to
+        +-ACT_LIMIT. The last layer's output channels are computed OUTPUT_FLOATS at a time, each group
+        stored as int32 before the next: on a whole-grid model's 24-megapixel photo, h_s's output (mean
+        and log2 scale of every token) would otherwise take three float64 copies of 770 MB."""
         x = a.transpose(0, 2, 3, 1)
-        for i, (taps, b, shift) in enumerate(self.layers):
-            conv = conv3x3 if x.shape[1] * x.shape[2] <= SMALL_GRID else conv3x3_shifted
-            x = _floor_shift(conv(x, taps, b), shift)
-            if i < len(self.layers) - 1:
-                x = np.clip(x, 0, ACT_LIMIT, out=x)
-                x = _pixel_shuffle(x) if self.upsample else x
-            else:
-                x = np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
-        return x.transpose(0, 3, 1, 2)
+        *hidden, (taps, b, shift) = self.layers
+        for taps_h, b_h, shift_h in hidden:
+            x = np.clip(_floor_shift(self._conv(x)(x, taps_h, b_h), shift_h), 0, ACT_LIMIT)
+            x = _pixel_shuffle(x) if self.upsample else x
+        cout = taps.shape[2]
+        out = np.empty((*x.shape[:3], cout), np.int32)
+        step = max(1, OUTPUT_FLOATS // max(1, x.shape[0] * x.shape[1] * x.shape[2]))
+        for c0 in range(0, cout, step):
+            part = _floor_shift(self._conv(x)(x, taps[:, :, c0: c0 + step], b[c0: c0 + step]), shift)
+            out[..., c0: c0 + step] = np.clip(part, -ACT_LIMIT, ACT_LIMIT, out=part)
+        return out.transpose(0, 3, 1, 2)
+
+    @staticmethod
+    def _conv(x: np.ndarray) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        return conv3x3 if x.shape[1] * x.shape[2] <= SMALL_GRID else conv3x3_shifted
 
 
 def tap_major(w: np.ndarray) -> np.ndarray:
@@ -258,13 +268,13 @@ def conv3x3_shifted(x: np.ndarray, taps: np.ndarray, b: np.ndarray) -> np.ndarra
 
 class IntegerHyperSynthesis(IntegerConvStack):
     """h_s in exact integer arithmetic: z tokens -> (mean, log2 scale) of every y token, both fixed
-    point with 8 fraction bits, as int64."""
+    point with 8 fraction bits, as int32 (|value| <= ACT_LIMIT)."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         super().__init__(tensors, LAYERS, upsample=True)
 
     def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, log_scale = np.split(self.run(np.asarray(z, dtype=np.float64) * ONE).astype(np.int64), 2, axis=1)
+        mean, log_scale = np.split(self.run(np.asarray(z, dtype=np.float64) * ONE), 2, axis=1)
         return mean, log_scale
 
 
@@ -318,7 +328,7 @@ class IntegerSliceContext:
     def _run(net: IntegerConvStack, fixed: np.ndarray, m: np.ndarray, ls: np.ndarray) -> np.ndarray:
         limit = CONTEXT_TOKEN_LIMIT * ONE
         t = np.clip(fixed, -limit, limit).astype(np.float64)
-        return net.run(np.concatenate([t, m.astype(np.float64), ls.astype(np.float64)], 1)).astype(np.int64)
+        return net.run(np.concatenate([t, m.astype(np.float64), ls.astype(np.float64)], 1))
 
 
 def to_blocks(x: np.ndarray, block: int) -> np.ndarray:
@@ -616,10 +626,7 @@ class HyperpriorCoder:
         n, c = len(z), len(self.z_freq)
         z_sym = (z.reshape(n, c, -1) + Z_SUPPORT).astype(np.int32)
         z_rows = self._z_rows_for(*z.shape[2:])
-        half = self.half[t]
-        clipped = np.clip(s, -half, half) + half
-        bits = (self._z_cost[np.arange(c)[:, None], z_sym].sum((1, 2))
-                + self._y_cost[self._y_offsets[t] + clipped].sum(1))
+        bits = self._z_cost[np.arange(c)[:, None], z_sym].sum((1, 2))
         width = shape[0] // self.context.slices
         block = width * shape[1] * shape[2]
         groups = [sl * block + g for sl in range(self.context.slices) for g in self._groups(width, *shape[1:])]
@@ -633,8 +640,15 @@ class HyperpriorCoder:
                     enc.encode_with(z_sym[i, ch], self._model("z", ch))
         escape_bits = np.zeros(n)
         for part in groups:  # one group's order, symbols and escapes for every image at once, then its coding
-            order, ts, segments = self._plan(t[:, part])
-            sym = np.take_along_axis(clipped[:, part], order, 1).astype(np.int32)
+            # symbols and ideal bits a group at a time: for the whole latent of a 24-megapixel photo at
+            # stride 8, their int64 and float64 temporaries alone took over 1 GB. C order, so that each image's
+            # bits are summed along its own row, as they are when it is coded alone
+            tp = np.ascontiguousarray(t[:, part])
+            half = self.half[tp]
+            clipped = np.clip(s[:, part], -half, half) + half
+            bits += self._y_cost[self._y_offsets[tp] + clipped].sum(1)
+            order, ts, segments = self._plan(tp)
+            sym = np.take_along_axis(clipped, order, 1).astype(np.int32)
             offset, hs = np.take_along_axis(s[:, part], order, 1), self.half[ts]
             excess, at_end = np.abs(offset) - hs, np.abs(offset) >= hs
             for i, enc in enumerate(encoders):
