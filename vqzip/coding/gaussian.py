@@ -326,9 +326,14 @@ class IntegerSliceContext:
 
     @staticmethod
     def _run(net: IntegerConvStack, fixed: np.ndarray, m: np.ndarray, ls: np.ndarray) -> np.ndarray:
+        """The network on [latents clipped, means, log scales], written straight into one float64 input (on a
+        24-megapixel photo at stride 8, the clipped copy and the float copies before concatenating took 0.6 GB)."""
         limit = CONTEXT_TOKEN_LIMIT * ONE
-        t = np.clip(fixed, -limit, limit).astype(np.float64)
-        return net.run(np.concatenate([t, m.astype(np.float64), ls.astype(np.float64)], 1))
+        k, w = fixed.shape[1], m.shape[1]
+        x = np.empty((len(fixed), k + 2 * w, *fixed.shape[2:]))
+        np.clip(fixed, -limit, limit, out=x[:, :k])
+        x[:, k: k + w], x[:, k + w:] = m, ls
+        return net.run(x)
 
 
 def to_blocks(x: np.ndarray, block: int) -> np.ndarray:
