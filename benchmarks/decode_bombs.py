@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 
 PAYLOADS = (0, 1000)
+# the machine, described in a child: this process imports nothing of vqzip (see above)
+MACHINE = "import json; from vqzip.bench.machine import describe; print(json.dumps(describe()))"
+
 CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
@@ -259,7 +262,8 @@ def main() -> None:
                                  for j in real},
         "baseline": {j["model"]: {k: j[k] for k in ("process_s", "startup_s", "work_s", "peak_rss_mb")}
                      for j in jobs if j["case"].startswith("baseline")},
-        "machine": {"cpus": os.cpu_count()},
+        "machine": json.loads(subprocess.run([sys.executable, "-c", MACHINE], capture_output=True, text=True,
+                                             check=True).stdout),
         "note": "work_s: the decode command's own work in the child with the model already loaded (read, checks, tokens, "
                 "network, PNG, write); process_s: the whole process (interpreter, numpy, ONNX Runtime, model, work) "
                 "from the parent; "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 import vqzip
+from vqzip.bench.machine import describe as describe_machine
 from vqzip.runtime import backend, set_threads
 from vqzip.zoo import DEFAULT_PHOTO_MODEL
 
@@ -57,7 +57,7 @@ def main() -> None:
     result = {"command": f"python benchmarks/photo_speed.py --model {a.model}{chosen} --threads {a.threads}",
               "model": a.model, "model_id": f"{m.model_id:04x}", "images": len(images), "threads": a.threads,
               "engine": type(m.nets).__name__, "VQZIP_BACKEND": backend(),
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "machine": describe_machine(),
               "loadavg_1min_at_start": os.getloadavg()[0], "per_quality": rows,
               "note": "in-process, model loaded once; a whole `vqzip encode` process adds Python's start-up "
                       "(benchmarks/runtime_speed.py times whole processes)"}

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vqzip.bench.machine import describe as describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).parent / "vqzip"  # the console script users run
 VQZIP = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "vqzip"]
@@ -117,7 +119,7 @@ def main() -> None:
                 r["cifar10_batch_256"] = throughput(backend, a.cifar, a.data)
             print(backend, json.dumps(r), flush=True)
     result: dict[str, object] = {"command": f"python benchmarks/runtime_speed.py --runs {a.runs} --cifar {a.cifar}",
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "machine": describe_machine(),
               "loadavg_1min_at_end": os.getloadavg()[0], "python": platform.python_version(),
               "method": "fresh processes, wall clock, best and median of --runs; throughput in one process per "
                         "engine after a warm-up batch; 2 threads (OMP_NUM_THREADS=2)",

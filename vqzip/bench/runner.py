@@ -21,6 +21,7 @@ from ..runtime import one_thread_children
 from . import codecs as refcodecs
 from . import metrics
 from .datasets import Images, load_target, pixels
+from .machine import describe as describe_machine
 
 DEFAULT_WORKERS = 2
 # Images per worker task are chosen so one task holds about this many pixels (500 CIFAR images, 1 Kodak image).
@@ -490,6 +491,7 @@ def bench_images(images: Images, *, dataset: str, codecs: list[str] | None = Non
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_s": None,
             "cpu_count": os.cpu_count(),
+            "machine": describe_machine(),
             "loadavg_1min_at_start": load_start,
             "timing": {
                 "reference": (f"wall clock (time.perf_counter) around each single-image call, in {max(workers, 1)} "
