@@ -90,7 +90,8 @@ def test_shipped_models_fit_the_size_budget():
     # photo-cb128 stay installed beside photo-cbr128 (18 MB: 128 channels, residual blocks, slice and
     # checkerboard contexts), and cifar10-rvq, small-hp, small-cb, small-cb2 and small-cb3 beside small-cbr
     # (10.2 MB: 96 channels, residual blocks, 10 qualities), so that their files decode; photo-s8 (10.2 MB,
-    # the photo ladder's high rungs) since 2026-12-07: 185.0 MB
-    assert total < 190e6, f"models/ holds {total / 1e6:.1f} MB, over the 190 MB budget"
+    # the photo ladder's high rungs) since 2026-12-07: 185.0 MB; 200 MB since its second version (2026-12-08),
+    # with the first kept as photo-s8-v1: 195.2 MB
+    assert total < 200e6, f"models/ holds {total / 1e6:.1f} MB, over the 200 MB budget"
     big = [f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in SHIPPED.iterdir() if p.stat().st_size >= 20e6]
     assert not big, f"over the 20 MB a file may take in the repository: {', '.join(big)}"

@@ -29,13 +29,13 @@ K = TypeVar("K")
 # Against small-cb3 it needs 5.4 % more at 256 px and 1.1 % more at 384 (pick_model-small-cb3.json), but
 # small-cb3's lowest rate is 0.4 bits per pixel there and photo-cbr128's 0.14: the rule stays (README).
 PHOTO_MIN_SIDE = 256
-# On 32 training photos (cbsd68, 481x321) photo-s8 (stride 8) reaches more PSNR than photo-cbr128 at the
-# rate of photo-cbr128's quality 7 (1.39 bpp) and above, less below: photo-cbr128's qualities 1-6, then
-# photo-s8's 2-8, those above photo-cbr128's quality 6 (benchmarks/photo_ladder.py,
-# results/photo_ladder-photo-s8.json; small-cbr's 4-10 before photo-s8: results/photo_ladder.json).
-# Empty: every image climbs the small-image model's qualities.
-PHOTO_LADDER: tuple[Rung, ...] = tuple((DEFAULT_PHOTO_MODEL, q) for q in range(1, 7)) + \
-    tuple((HIGH_RATE_PHOTO_MODEL, q) for q in range(2, 9))
+# On 32 training photos (cbsd68, 481x321) photo-s8 (stride 8) reaches more PSNR than photo-cbr128 at every
+# rate it codes (its lowest, quality 1, is 0.89 bpp, just above photo-cbr128's quality 5): photo-cbr128's
+# qualities 1-5, then photo-s8's 1-8 (benchmarks/photo_ladder.py, results/photo_ladder-photo-s8-v2.json;
+# with photo-s8-v1, photo-cbr128's 1-6 and its 2-8: results/photo_ladder-photo-s8.json; small-cbr's 4-10
+# before photo-s8: results/photo_ladder.json). Empty: every image climbs the small-image model's qualities.
+PHOTO_LADDER: tuple[Rung, ...] = tuple((DEFAULT_PHOTO_MODEL, q) for q in range(1, 6)) + \
+    tuple((HIGH_RATE_PHOTO_MODEL, q) for q in range(1, 9))
 PHOTO_DEFAULT = 5  # the rung -Q defaults to for photos: photo-cbr128's default quality, as before the ladder
 
 
