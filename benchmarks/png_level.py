@@ -52,7 +52,7 @@ def main() -> None:
         print(f"level {lvl}: {r['bytes']:,} B ({r['bytes_vs_level6_pct']:+.2f} %), {r['ms_per_image']} ms an image "
               f"({r['speedup_vs_level6']}x level 6)")
     if args.out:
-        args.out.write_text(json.dumps({"command": "python benchmarks/png_level.py" + (f" --out {args.out}"),
+        args.out.write_text(json.dumps({"command": f"python benchmarks/png_level.py --folder {args.folder} --out {args.out}",
                                         "folder": args.folder, "images": len(files), "levels": rows,
                                         "machine": describe_machine()}, indent=2) + "\n")
 
